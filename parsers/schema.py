@@ -1,0 +1,389 @@
+"""The normalized key event: the one contract between parsers, detectors and pipelines.
+
+`KeyEvent` is a slotted dataclass with Python attribute names; `FIELDS` maps each attribute
+to its ECS / `keytrail.*` field name, type and description. Index templates and the field
+reference (docs/fields.md) are generated from `FIELDS`, never written by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+Outcome = Literal["success", "failure", "unknown"]
+
+# One vocabulary across vendors (DESIGN.md section 2).
+OPERATION_CLASS: Final[dict[str, str]] = {
+    "encrypt": "crypto",
+    "decrypt": "crypto",
+    "reencrypt": "crypto",
+    "generate_data_key": "crypto",
+    "sign": "crypto",
+    "verify": "crypto",
+    "mac": "crypto",
+    "wrap": "crypto",
+    "unwrap": "crypto",
+    "derive": "crypto",
+    "export": "lifecycle",
+    "import": "lifecycle",
+    "create": "lifecycle",
+    "rotate": "lifecycle",
+    "enable": "lifecycle",
+    "disable": "lifecycle",
+    "schedule_deletion": "lifecycle",
+    "cancel_deletion": "lifecycle",
+    "destroy": "lifecycle",
+    "purge": "lifecycle",
+    "restore": "lifecycle",
+    "backup": "lifecycle",
+    "update_policy": "policy",
+    "grant": "policy",
+    "revoke_grant": "policy",
+    "describe": "read_metadata",
+    "list": "read_metadata",
+    "login": "auth",
+    "admin_other": "other",
+}
+OPERATIONS: Final[frozenset[str]] = frozenset(OPERATION_CLASS)
+OPERATION_CLASSES: Final[tuple[str, ...]] = (
+    "crypto",
+    "lifecycle",
+    "policy",
+    "read_metadata",
+    "auth",
+    "other",
+)
+
+# ECS allowed values we use, per operation class (event.category / event.type).
+ECS_CATEGORY: Final[dict[str, list[str]]] = {
+    "crypto": ["configuration"],
+    "lifecycle": ["configuration"],
+    "policy": ["iam", "configuration"],
+    "read_metadata": ["configuration"],
+    "auth": ["authentication"],
+    "other": ["configuration"],
+}
+ECS_TYPE: Final[dict[str, list[str]]] = {
+    "encrypt": ["access"],
+    "decrypt": ["access"],
+    "reencrypt": ["access"],
+    "generate_data_key": ["access", "creation"],
+    "sign": ["access"],
+    "verify": ["access"],
+    "mac": ["access"],
+    "wrap": ["access"],
+    "unwrap": ["access"],
+    "derive": ["access", "creation"],
+    "export": ["access"],
+    "import": ["change"],
+    "create": ["creation"],
+    "rotate": ["change"],
+    "enable": ["change"],
+    "disable": ["change"],
+    "schedule_deletion": ["deletion"],
+    "cancel_deletion": ["change"],
+    "destroy": ["deletion"],
+    "purge": ["deletion"],
+    "restore": ["creation"],
+    "backup": ["access"],
+    "update_policy": ["change"],
+    "grant": ["change", "allowed"],
+    "revoke_grant": ["change", "deletion"],
+    "describe": ["access", "info"],
+    "list": ["access", "info"],
+    "login": ["start"],
+    "admin_other": ["change"],
+}
+
+DATASETS: Final[tuple[str, ...]] = (
+    "aws.cloudtrail",
+    "azure.keyvault",
+    "hashicorp_vault.audit",
+    "hsm.cloudhsm",
+    "hsm.luna",
+    "hsm.nshield",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One field of the normalized event: attribute, ECS/keytrail name, type, description."""
+
+    attr: str
+    name: str
+    type: str  # keyword | date | long | ip | text | boolean | object
+    description: str
+    array: bool = False
+
+
+FIELDS: Final[tuple[FieldSpec, ...]] = (
+    FieldSpec("timestamp", "@timestamp", "date", "When the audited action happened, UTC, ms."),
+    FieldSpec("event_id", "event.id", "keyword", "Deterministic id: hash of the vendor's event id "
+              "plus source identity, or of the record bytes."),
+    FieldSpec("dataset", "event.dataset", "keyword", "Source family, e.g. aws.cloudtrail."),
+    FieldSpec("provider", "event.provider", "keyword", "Service that logged the event, "
+              "e.g. kms.amazonaws.com."),
+    FieldSpec("action", "event.action", "keyword", "The vendor's verb, verbatim."),
+    FieldSpec("outcome", "event.outcome", "keyword", "success | failure | unknown."),
+    FieldSpec("category", "event.category", "keyword", "ECS event categories.", array=True),
+    FieldSpec("type", "event.type", "keyword", "ECS event types.", array=True),
+    FieldSpec("error_code", "error.code", "keyword", "Vendor error code or HTTP status."),
+    FieldSpec("error_message", "error.message", "text", "Vendor error message."),
+    FieldSpec("operation", "keytrail.operation", "keyword", "Operation in keytrail's "
+              "cross-vendor vocabulary."),
+    FieldSpec("operation_class", "keytrail.operation_class", "keyword",
+              "crypto | lifecycle | policy | read_metadata | auth | other."),
+    FieldSpec("key_uid", "keytrail.key.uid", "keyword", "Canonical key identity, stable across "
+              "every way a log names the key."),
+    FieldSpec("key_destination_uid", "keytrail.key.destination_uid", "keyword",
+              "Second key of a two-key operation (ReEncrypt destination, rewrap target)."),
+    FieldSpec("key_provider", "keytrail.key.provider", "keyword",
+              "aws_kms | azure_keyvault | azure_managed_hsm | vault_transit | cloudhsm | luna "
+              "| nshield."),
+    FieldSpec("key_kind", "keytrail.key.kind", "keyword", "key | secret | certificate: what "
+              "kind of cryptographic material the uid names."),
+    FieldSpec("key_account", "keytrail.key.account", "keyword", "Account / subscription / "
+              "namespace owning the key."),
+    FieldSpec("key_region", "keytrail.key.region", "keyword", "Region of the key."),
+    FieldSpec("key_vault", "keytrail.key.vault", "keyword", "Vault, mount, HSM partition or "
+              "cluster holding the key."),
+    FieldSpec("key_name", "keytrail.key.name", "keyword", "Key name or label where the log "
+              "names it."),
+    FieldSpec("key_alias", "keytrail.key.alias", "keyword", "Alias the log used for the key."),
+    FieldSpec("key_version", "keytrail.key.version", "keyword", "Key version."),
+    FieldSpec("key_spec", "keytrail.key.spec", "keyword", "Key spec / type, e.g. "
+              "SYMMETRIC_DEFAULT, RSA_2048, aes256-gcm96."),
+    FieldSpec("key_usage", "keytrail.key.usage", "keyword", "Key usage, e.g. "
+              "ENCRYPT_DECRYPT, SIGN_VERIFY, GENERATE_VERIFY_MAC."),
+    FieldSpec("key_origin", "keytrail.key.origin", "keyword", "AWS_KMS | EXTERNAL | "
+              "AWS_CLOUDHSM | EXTERNAL_KEY_STORE | HSM | ..."),
+    FieldSpec("key_store", "keytrail.key.store", "keyword", "Custom key store id."),
+    FieldSpec("key_rotation_period_days", "keytrail.key.rotation_period_days", "long",
+              "Rotation period the log states (EnableKeyRotation)."),
+    FieldSpec("key_expires_at", "keytrail.key.expires_at", "date", "Expiry the log states."),
+    FieldSpec("key_deletion_date", "keytrail.key.deletion_date", "date",
+              "Scheduled deletion / purge date the log states."),
+    FieldSpec("user_id", "user.id", "keyword", "Most stable principal id: IAM ARN, Entra "
+              "object id, Vault entity id, HSM user."),
+    FieldSpec("user_name", "user.name", "keyword", "Principal display name."),
+    FieldSpec("principal_type", "keytrail.principal.type", "keyword",
+              "IAMUser | AssumedRole | AWSService | user | service_principal | token | "
+              "root_token | crypto_officer | crypto_user | ..."),
+    FieldSpec("principal_account", "keytrail.principal.account", "keyword",
+              "Account / tenant the principal belongs to."),
+    FieldSpec("source_ip", "source.ip", "ip", "Client address (absent when the service acted "
+              "for itself)."),
+    FieldSpec("source_address", "source.address", "keyword", "Client address verbatim "
+              "(may be a host name such as 'AWS Internal')."),
+    FieldSpec("user_agent", "user_agent.original", "keyword", "Client user agent."),
+    FieldSpec("cloud_provider", "cloud.provider", "keyword", "aws | azure | ..."),
+    FieldSpec("cloud_account_id", "cloud.account.id", "keyword", "Account / subscription the "
+              "event was recorded in."),
+    FieldSpec("cloud_region", "cloud.region", "keyword", "Region the event was recorded in."),
+    FieldSpec("session_id", "keytrail.session.id", "keyword", "Session / connection / token "
+              "accessor that ties operations to a login."),
+    FieldSpec("request_id", "keytrail.request.id", "keyword", "Vendor request / event id."),
+    FieldSpec("resource", "keytrail.resource", "keyword", "What the key protected, when the log "
+              "says so (S3 object, EBS volume, secret path)."),
+    FieldSpec("log_file_path", "log.file.path", "keyword", "Source file or object URI."),
+    FieldSpec("log_offset", "log.offset", "long", "Byte offset (or record index) of the source "
+              "record in its file."),
+    FieldSpec("original", "event.original", "keyword", "Raw record (optional, off by default)."),
+    FieldSpec("extra", "", "object", "Vendor leftovers, flattened dotted names under "
+              "aws.cloudtrail.*, azure.keyvault.*, hashicorp_vault.*, hsm.*."),
+)
+FIELD_BY_ATTR: Final[dict[str, FieldSpec]] = {f.attr: f for f in FIELDS}
+
+# Vendor leftover fields we emit (generated templates map them explicitly; anything else
+# under these prefixes is stored but not indexed, to avoid mapping explosions).
+EXTRA_FIELDS: Final[dict[str, tuple[str, str]]] = {
+    "aws.cloudtrail.event_version": ("keyword", "CloudTrail eventVersion."),
+    "aws.cloudtrail.event_type": ("keyword", "CloudTrail eventType (AwsApiCall, "
+                                  "AwsServiceEvent, ...)."),
+    "aws.cloudtrail.event_category": ("keyword", "CloudTrail eventCategory."),
+    "aws.cloudtrail.shared_event_id": ("keyword", "sharedEventID linking cross-account copies."),
+    "aws.cloudtrail.read_only": ("boolean", "CloudTrail readOnly."),
+    "aws.cloudtrail.invoked_by": ("keyword", "userIdentity.invokedBy."),
+    "aws.cloudtrail.session_issuer_arn": ("keyword", "Role the session was issued from."),
+    "aws.cloudtrail.access_key_id": ("keyword", "Access key id used."),
+    "aws.cloudtrail.grant_id": ("keyword", "KMS grant id."),
+    "aws.cloudtrail.grantee_principal": ("keyword", "CreateGrant granteePrincipal."),
+    "aws.cloudtrail.retiring_principal": ("keyword", "CreateGrant retiringPrincipal."),
+    "aws.cloudtrail.grant_operations": ("keyword", "CreateGrant operations."),
+    "aws.cloudtrail.policy_principals": ("keyword", "Principals named in a PutKeyPolicy / "
+                                         "CreateKey policy."),
+    "aws.cloudtrail.policy_public": ("boolean", "The key policy allows Principal '*' without "
+                                     "a restricting condition."),
+    "aws.cloudtrail.encryption_context_keys": ("keyword", "Encryption context keys."),
+    "aws.cloudtrail.vpc_endpoint_id": ("keyword", "vpcEndpointId."),
+    "aws.cloudtrail.tls_version": ("keyword", "tlsDetails.tlsVersion."),
+    "azure.keyvault.resource_id": ("keyword", "Azure resourceId of the vault."),
+    "azure.keyvault.operation_name": ("keyword", "operationName verbatim."),
+    "azure.keyvault.result_signature": ("keyword", "resultSignature."),
+    "azure.keyvault.http_status_code": ("long", "HTTP status code."),
+    "azure.keyvault.tenant_id": ("keyword", "Entra tenant id."),
+    "azure.keyvault.app_id": ("keyword", "Application (client) id."),
+    "azure.keyvault.correlation_id": ("keyword", "correlationId."),
+    "azure.keyvault.object_type": ("keyword", "key | secret | certificate | vault."),
+    "azure.keyvault.duration_ms": ("long", "Request duration."),
+    "hashicorp_vault.mount_type": ("keyword", "Mount type (transit, kv, pki, ...)."),
+    "hashicorp_vault.mount_point": ("keyword", "Mount path."),
+    "hashicorp_vault.path": ("keyword", "request.path."),
+    "hashicorp_vault.operation": ("keyword", "request.operation."),
+    "hashicorp_vault.namespace": ("keyword", "Namespace path."),
+    "hashicorp_vault.token_type": ("keyword", "Token type."),
+    "hashicorp_vault.policies": ("keyword", "Token policies."),
+    "hashicorp_vault.accessor": ("keyword", "Token accessor (HMAC'd as logged)."),
+    "hashicorp_vault.root_token": ("boolean", "The request used a root token."),
+    "hashicorp_vault.kmip": ("boolean", "KMIP secrets-engine record."),
+    "hsm.serial": ("keyword", "HSM serial / id."),
+    "hsm.partition": ("keyword", "Partition / slot."),
+    "hsm.opcode": ("keyword", "Vendor opcode."),
+    "hsm.sequence_no": ("keyword", "Audit sequence number."),
+    "hsm.reboot_counter": ("long", "HSM reboot counter."),
+    "hsm.user_type": ("keyword", "Crypto officer / crypto user / appliance user type."),
+    "hsm.target_user": ("keyword", "User a management command acted on."),
+    "hsm.key_handle": ("keyword", "Key handle."),
+    "hsm.log_type": ("keyword", "Vendor log record type."),
+}
+
+
+@dataclass(slots=True)
+class KeyEvent:
+    """One audited key-management action, normalized. See `FIELDS` for meanings."""
+
+    timestamp: str
+    event_id: str
+    dataset: str
+    provider: str
+    action: str
+    outcome: Outcome
+    operation: str
+    operation_class: str
+    log_file_path: str
+    log_offset: int
+    category: list[str] = field(default_factory=list)
+    type: list[str] = field(default_factory=list)
+    error_code: str | None = None
+    error_message: str | None = None
+    key_uid: str | None = None
+    key_destination_uid: str | None = None
+    key_provider: str | None = None
+    key_kind: str | None = None
+    key_account: str | None = None
+    key_region: str | None = None
+    key_vault: str | None = None
+    key_name: str | None = None
+    key_alias: str | None = None
+    key_version: str | None = None
+    key_spec: str | None = None
+    key_usage: str | None = None
+    key_origin: str | None = None
+    key_store: str | None = None
+    key_rotation_period_days: int | None = None
+    key_expires_at: str | None = None
+    key_deletion_date: str | None = None
+    user_id: str | None = None
+    user_name: str | None = None
+    principal_type: str | None = None
+    principal_account: str | None = None
+    source_ip: str | None = None
+    source_address: str | None = None
+    user_agent: str | None = None
+    cloud_provider: str | None = None
+    cloud_account_id: str | None = None
+    cloud_region: str | None = None
+    session_id: str | None = None
+    request_id: str | None = None
+    resource: str | None = None
+    original: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_flat(self) -> dict[str, Any]:
+        """Dotted-name document (ECS names), None values omitted, extras merged in."""
+        out: dict[str, Any] = {}
+        for spec in _FLAT_SPECS:
+            value = getattr(self, spec.attr)
+            if value is None or (spec.array and not value):
+                continue
+            out[spec.name] = value
+        for k in sorted(self.extra):
+            v = self.extra[k]
+            if v is not None:
+                out[k] = v
+        return out
+
+    def to_doc(self) -> dict[str, Any]:
+        """Nested ECS document as written to Elasticsearch / OpenSearch."""
+        return nest(self.to_flat())
+
+    @classmethod
+    def from_flat(cls, flat: dict[str, Any]) -> KeyEvent:
+        """Inverse of `to_flat` (used by golden tests and readers of the local store)."""
+        kwargs: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for name, value in flat.items():
+            attr = _ATTR_BY_NAME.get(name)
+            if attr is None:
+                extra[name] = value
+            else:
+                kwargs[attr] = value
+        kwargs["extra"] = extra
+        return cls(**kwargs)
+
+
+_FLAT_SPECS: Final[tuple[FieldSpec, ...]] = tuple(f for f in FIELDS if f.attr != "extra")
+_ATTR_BY_NAME: Final[dict[str, str]] = {f.name: f.attr for f in _FLAT_SPECS}
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """Turn {'a.b': 1} into {'a': {'b': 1}}; '@timestamp' stays top level."""
+    out: dict[str, Any] = {}
+    for name, value in flat.items():
+        parts = name.split(".")
+        node = out
+        for p in parts[:-1]:
+            nxt = node.get(p)
+            if not isinstance(nxt, dict):
+                nxt = {}
+                node[p] = nxt
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def operation_class(operation: str) -> str:
+    """The operation class of a vocabulary operation ('other' for unknown ones)."""
+    return OPERATION_CLASS.get(operation, "other")
+
+
+def new_event(
+    *,
+    timestamp: str,
+    event_id: str,
+    dataset: str,
+    provider: str,
+    action: str,
+    outcome: Outcome,
+    operation: str,
+    log_file_path: str,
+    log_offset: int,
+    **fields: Any,
+) -> KeyEvent:
+    """Build a KeyEvent, deriving operation_class and the ECS category/type lists."""
+    op_class = OPERATION_CLASS.get(operation, "other")
+    return KeyEvent(
+        timestamp=timestamp,
+        event_id=event_id,
+        dataset=dataset,
+        provider=provider,
+        action=action,
+        outcome=outcome,
+        operation=operation,
+        operation_class=op_class,
+        log_file_path=log_file_path,
+        log_offset=log_offset,
+        category=list(ECS_CATEGORY[op_class]),
+        type=list(ECS_TYPE.get(operation, ["info"])),
+        **fields,
+    )

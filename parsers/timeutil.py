@@ -1,0 +1,69 @@
+"""Timestamp normalization: every parser emits UTC ISO 8601 with millisecond precision."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+_RFC3339: Final = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?\s*"
+    r"(Z|z|[+-]\d{2}:?\d{2}|UTC)?$"
+)
+
+
+class BadTimestamp(ValueError):
+    """A timestamp string keytrail cannot interpret."""
+
+
+def format_ms(dt: datetime) -> str:
+    """datetime -> 'YYYY-MM-DDTHH:MM:SS.mmmZ' (UTC)."""
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def normalize_iso(value: str) -> str:
+    """RFC 3339 / ISO 8601 with 0-9 fractional digits and any offset -> UTC ms string.
+
+    Naive timestamps are taken as UTC (CloudTrail and Vault always log UTC).
+    """
+    # Fast path: '2024-01-01T00:00:00Z' / '...00.123456789Z' already in UTC.
+    n = len(value)
+    if n >= 20 and value[-1] == "Z" and value[10] == "T" and value[4] == "-":
+        if n == 20:
+            return value[:19] + ".000Z"
+        if value[19] == ".":
+            frac = value[20:-1]
+            if frac.isdigit():
+                return value[:19] + "." + (frac + "00")[:3] + "Z"
+    m = _RFC3339.match(value.strip())
+    if not m:
+        raise BadTimestamp(value)
+    y, mo, d, h, mi, s, frac, tz = m.groups()
+    try:
+        dt = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), tzinfo=UTC)
+    except ValueError as exc:
+        raise BadTimestamp(value) from exc
+    micros = int((frac or "0")[:6].ljust(6, "0"))
+    dt = dt.replace(microsecond=micros)
+    if tz and tz not in ("Z", "z", "UTC"):
+        sign = 1 if tz[0] == "+" else -1
+        digits = tz[1:].replace(":", "")
+        offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:4]))
+        dt = dt - sign * offset
+    return format_ms(dt)
+
+
+def from_epoch_ms(ms: int | float) -> str:
+    return format_ms(datetime.fromtimestamp(ms / 1000.0, tz=UTC))
+
+
+def from_epoch_us(us: int) -> str:
+    return format_ms(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us))
+
+
+def to_epoch_ms(iso_ms: str) -> int:
+    """Inverse of format_ms for keytrail's own timestamps."""
+    dt = datetime.strptime(iso_ms, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
