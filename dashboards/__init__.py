@@ -1,0 +1,1 @@
+"""keytrail dashboards: index templates, saved objects and the HTML audit report."""

@@ -1,0 +1,1 @@
+"""keytrail detectors: events, inventory and usage graph -> alerts (plain objects, no Beam)."""

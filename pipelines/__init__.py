@@ -1,0 +1,1 @@
+"""keytrail pipelines: Beam wiring, sources, sinks, the local store and the CLI."""

@@ -1,0 +1,290 @@
+"""The `keytrail` command line. Bad invocations print one line and exit non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import orjson
+
+from parsers.base import KeytrailError
+
+EXIT_USAGE = 2
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"keytrail: {message} (see 'keytrail {self.prog.split()[-1]} --help')\n"
+                  if " " in self.prog else f"keytrail: {message} (see 'keytrail --help')\n")
+
+
+def default_inputs() -> list[str]:
+    for cand in (Path("sample_logs"), REPO_ROOT / "sample_logs"):
+        if cand.is_dir():
+            return [str(cand)]
+    raise KeytrailError("no INPUT given and no sample_logs/ directory here; pass files, "
+                        "directories, globs or s3://bucket/prefix")
+
+
+def _load_config(path: str | None) -> Any:
+    from pipelines.config import load_config
+
+    return load_config(path)
+
+
+def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    from pipelines.run import run_batch
+
+    cfg = _load_config(args.config)
+    beam_args = list(extra)
+    if args.runner:
+        beam_args.insert(0, f"--runner={args.runner}")
+    bad = [a for a in beam_args if not a.startswith("--")]
+    if bad:
+        raise KeytrailError(f"unexpected argument {bad[0]!r}: inputs go before options, Beam "
+                            "options look like --name=value")
+    inputs = args.inputs or default_inputs()
+    progress = not args.quiet and sys.stderr.isatty()
+    summary = run_batch(inputs, args.out, cfg, beam_args, progress=progress)
+    if not args.quiet:
+        print(render_summary(summary, args.out))
+    return 0
+
+
+def render_summary(s: dict[str, Any], out: str) -> str:
+    t = s["totals"]
+    lines = [f"keytrail run: {len(s['files'])} files, {t['records_in']:,} records -> "
+             f"{t['events']:,} events, {sum(t['skipped'].values()):,} skipped, "
+             f"{sum(t['quarantined'].values()):,} quarantined (as of {s['as_of']})"]
+    if s["events_by_dataset"]:
+        lines.append("  events:      " + ", ".join(
+            f"{k} {v:,}" for k, v in s["events_by_dataset"].items()))
+    lines.append(f"  keys:        {s['keys']} (" + ", ".join(
+        f"{k} {v}" for k, v in s["keys_by_state"].items()) + ")")
+    lines.append(f"  overdue:     {s['keys_overdue']} keys past their cryptoperiod")
+    lines.append(f"  graph:       {s['edges']:,} usage edges, {s['resource_edges']:,} key->resource")
+    lines.append("  alerts:      " + ", ".join(f"{k} {v}" for k, v in s["alerts"].items()))
+    if t["quarantined"]:
+        lines.append("  quarantined: " + ", ".join(f"{k} {v}" for k, v in t["quarantined"].items())
+                     + f" (see {out}/quarantine.ndjson)")
+    lines.append(f"  output:      {out}/ (report.html, inventory, edges, alerts, run_summary.json)")
+    return "\n".join(lines)
+
+
+def cmd_parse(args: argparse.Namespace, extra: list[str]) -> int:
+    from parsers.base import REGISTRY, Quarantined, Skipped
+    from parsers.detect import parse_stream
+    from parsers.schema import KeyEvent
+    from pipelines.sources import expand_inputs, open_input
+
+    cfg = _load_config(args.config)
+    parsers = REGISTRY.create_all(cfg.parse)
+    out = sys.stdout
+    rows = []
+    for f in expand_inputs(args.paths):
+        counts: Counter[str] = Counter()
+        skipped: Counter[str] = Counter()
+        quar: Counter[str] = Counter()
+        with open_input(f) as stream:
+            dataset, outcomes = parse_stream(stream, f.uri, parsers)
+            for o in outcomes:
+                if isinstance(o, KeyEvent):
+                    counts["events"] += 1
+                    if args.json:
+                        out.write(orjson.dumps(o.to_flat()).decode() + "\n")
+                    elif not args.summary_only:
+                        out.write(f"{o.timestamp}  {o.dataset:<22} {o.action:<28} "
+                                  f"{o.outcome:<8} {o.operation:<18} {o.key_uid or '-'}  "
+                                  f"{o.user_id or '-'}\n")
+                elif isinstance(o, Skipped):
+                    skipped[o.reason] += 1
+                elif isinstance(o, Quarantined):
+                    quar[o.reason] += 1
+                    if args.json:
+                        out.write(orjson.dumps({"quarantined": o.to_dict()}).decode() + "\n")
+        n = counts["events"] + sum(skipped.values()) + sum(quar.values())
+        rows.append({"path": f.uri, "dataset": dataset, "records_in": n,
+                     "events": counts["events"], "skipped": dict(sorted(skipped.items())),
+                     "quarantined": dict(sorted(quar.items()))})
+    err = sys.stderr
+    if args.json:
+        err.write(orjson.dumps({"files": rows}).decode() + "\n")
+    else:
+        err.write(f"{'file':<60} {'dataset':<22} {'in':>7} {'events':>7} {'skip':>6} "
+                  f"{'quar':>6}\n")
+        for r in rows:
+            err.write(f"{r['path'][-60:]:<60} {r['dataset'] or 'unrecognized':<22} "
+                      f"{r['records_in']:>7} {r['events']:>7} {sum(r['skipped'].values()):>6} "
+                      f"{sum(r['quarantined'].values()):>6}\n")
+    return 0
+
+
+def _read_store(out: str, name: str) -> Any:
+    p = Path(out) / name
+    if not p.exists():
+        raise KeytrailError(f"{p} not found: run 'keytrail run --out {out}' first, or pass "
+                            "--out pointing at an existing keytrail output directory")
+    return orjson.loads(p.read_bytes())
+
+
+def cmd_inventory(args: argparse.Namespace, extra: list[str]) -> int:
+    from dashboards import exports
+
+    inv = _read_store(args.out, "inventory.json")
+    inv = exports.filter_inventory(inv, overdue=args.overdue, state=args.state,
+                                   provider=args.provider, kind=args.kind)
+    if args.format == "csv":
+        sys.stdout.write(exports.to_csv(inv))
+    elif args.format == "json":
+        sys.stdout.write(exports.to_json(inv))
+    elif args.format == "cyclonedx":
+        as_of = inv[0]["as_of"] if inv else "1970-01-01T00:00:00.000Z"
+        sys.stdout.write(orjson.dumps(exports.to_cyclonedx(inv, as_of),
+                                      option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(exports.table(inv))
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace, extra: list[str]) -> int:
+    p = Path(args.out) / "alerts.ndjson"
+    if not p.exists():
+        raise KeytrailError(f"{p} not found: run 'keytrail run --out {args.out}' first")
+    rows = [orjson.loads(line) for line in p.read_bytes().splitlines() if line.strip()]
+    if args.severity:
+        rows = [a for a in rows if a["keytrail.alert.severity"] == args.severity]
+    if args.rule:
+        rows = [a for a in rows if a["rule.id"] == args.rule]
+    if args.json:
+        for a in rows:
+            sys.stdout.write(orjson.dumps(a).decode() + "\n")
+        return 0
+    for a in rows:
+        sys.stdout.write(f"{a['keytrail.alert.severity']:<8} {a['rule.id']:<36} "
+                         f"{a['keytrail.alert.first_seen']}  x{a['keytrail.alert.event_count']:<5} "
+                         f"{a.get('keytrail.key.uid') or a.get('user.id') or '-'}\n"
+                         f"         {a['keytrail.alert.explanation']}\n")
+    return 0
+
+
+def cmd_detectors(args: argparse.Namespace, extra: list[str]) -> int:
+    from detectors import cli_support
+
+    if args.action == "list":
+        sys.stdout.write(cli_support.list_table())
+        return 0
+    if args.action == "show":
+        if not args.id:
+            raise KeytrailError("keytrail detectors show needs a detector ID "
+                                "(see 'keytrail detectors list')")
+        sys.stdout.write(cli_support.show(args.id))
+        return 0
+    ok, report = cli_support.run_cases(args.id)
+    sys.stdout.write(report)
+    return 0 if ok else 1
+
+
+def cmd_generate(args: argparse.Namespace, extra: list[str]) -> int:
+    from pipelines.generate import generate
+
+    summary = generate(args.out, seed=args.seed, days=args.days, scale=args.scale)
+    print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, extra: list[str]) -> int:
+    from pipelines.evaluate import run_eval
+
+    ok, table = run_eval(args.data, args.out, seeds=args.seeds, days=args.days,
+                         scale=args.scale, config=_load_config(args.config))
+    print(table)
+    return 0 if ok else 1
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int]]]:
+    ap = _Parser(prog="keytrail", description="Key-management audit logs -> key inventory, "
+                 "usage graph and alerts.")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    handlers: dict[str, Callable[..., int]] = {}
+
+    r = sub.add_parser("run", help="run the batch pipeline (default input: sample_logs/)")
+    r.add_argument("inputs", nargs="*", help="files, directories, globs or s3://bucket/prefix")
+    r.add_argument("--out", default="keytrail-out", help="output directory (local store)")
+    r.add_argument("--config", help="YAML config file")
+    r.add_argument("--runner", help="Beam runner (default: in-process); other Beam options "
+                   "such as --flink_master=... are passed through")
+    r.add_argument("-q", "--quiet", action="store_true")
+    handlers["run"] = cmd_run
+
+    p = sub.add_parser("parse", help="parse files and print normalized events + accounting")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--json", action="store_true", help="NDJSON events on stdout")
+    p.add_argument("--summary-only", action="store_true")
+    p.add_argument("--config")
+    handlers["parse"] = cmd_parse
+
+    i = sub.add_parser("inventory", help="show or export the key inventory of a run")
+    i.add_argument("--out", default="keytrail-out")
+    i.add_argument("--format", choices=["table", "csv", "json", "cyclonedx"], default="table")
+    i.add_argument("--overdue", action="store_true")
+    i.add_argument("--state")
+    i.add_argument("--provider")
+    i.add_argument("--kind")
+    handlers["inventory"] = cmd_inventory
+
+    a = sub.add_parser("alerts", help="show alerts of a run")
+    a.add_argument("--out", default="keytrail-out")
+    a.add_argument("--severity", choices=["low", "medium", "high", "critical"])
+    a.add_argument("--rule")
+    a.add_argument("--json", action="store_true")
+    handlers["alerts"] = cmd_alerts
+
+    d = sub.add_parser("detectors", help="list, show or test detectors")
+    d.add_argument("action", choices=["list", "show", "test"])
+    d.add_argument("id", nargs="?")
+    handlers["detectors"] = cmd_detectors
+
+    g = sub.add_parser("generate", help="write realistic labelled multi-provider logs")
+    g.add_argument("--out", required=True)
+    g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--days", type=int, default=30)
+    g.add_argument("--scale", type=float, default=1.0)
+    handlers["generate"] = cmd_generate
+
+    e = sub.add_parser("eval", help="measure detector precision/recall on generated scenarios")
+    e.add_argument("--data", help="existing generated directory (default: generate fresh)")
+    e.add_argument("--out", default="keytrail-eval")
+    e.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    e.add_argument("--days", type=int, default=30)
+    e.add_argument("--scale", type=float, default=0.3)
+    e.add_argument("--config")
+    handlers["eval"] = cmd_eval
+    return ap, handlers
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap, handlers = build_parser()
+    args, extra = ap.parse_known_args(argv)
+    if extra and args.command != "run":
+        ap.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return handlers[args.command](args, extra)
+    except KeytrailError as exc:
+        print(f"keytrail: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("keytrail: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""The run's last stage without Beam: merged partials -> inventory, graph, alerts, files.
+
+Runs once per run over O(keys + edges + buckets) state; writes the local store (Parquet
+datasets, alerts.ndjson, quarantine.ndjson, run_summary.json, graph JSON/GraphML,
+report.html) deterministically.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+from xml.sax.saxutils import escape as xml_escape
+
+import orjson
+
+from detectors.base import (
+    Bucket,
+    DetectorMeta,
+    InventoryDetector,
+    WindowDetector,
+    make_alert,
+    merge_alerts,
+)
+from detectors.graph import (
+    MAX_RESOURCES_PER_KEY,
+    EdgeAccumulator,
+    EdgeKey,
+    ResourceAccumulator,
+    edge_record,
+    resource_record,
+)
+from detectors.inventory import KeyAccumulator, build_inventory_record
+from pipelines.config import KeytrailConfig
+from pipelines.process import QUARANTINE_DIR, Detection
+from pipelines.store import write_json, write_ndjson, write_table
+
+SEVERITY_ORDER: Final[tuple[str, ...]] = ("critical", "high", "medium", "low")
+
+
+def resolve_as_of(config: KeytrailConfig, max_ts: str | None) -> str:
+    if config.as_of == "now":
+        now = datetime.now(UTC)
+        return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    if config.as_of:
+        return config.as_of
+    return max_ts or "1970-01-01T00:00:00.000Z"
+
+
+def build_outputs(
+    keys: dict[str, KeyAccumulator],
+    edges: dict[EdgeKey, EdgeAccumulator],
+    resources: dict[tuple[str, str], ResourceAccumulator],
+    buckets: dict[tuple[str, str, str], Bucket],
+    alerts: dict[str, dict[str, Any]],
+    config: KeytrailConfig,
+    detection: Detection | None,
+    inventory_detectors: list[tuple[InventoryDetector, DetectorMeta]],
+    as_of: str,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]],
+           list[dict[str, Any]]]:
+    """Inventory, edges, resource edges and alerts, each sorted by id."""
+    inventory = [build_inventory_record(keys[uid], as_of, config.policies, config.compromised_keys)
+                 for uid in sorted(keys)]
+    edge_rows = sorted((edge_record(k, a, config.graph_window) for k, a in edges.items()),
+                       key=lambda r: r["edge_id"])
+    per_key: dict[str, list[tuple[str, ResourceAccumulator]]] = {}
+    for (uid, res), acc in resources.items():
+        per_key.setdefault(uid, []).append((res, acc))
+    res_rows: list[dict[str, Any]] = []
+    for uid, items in per_key.items():
+        items.sort(key=lambda it: (-it[1].count, it[0]))
+        res_rows.extend(resource_record(uid, r, a) for r, a in items[:MAX_RESOURCES_PER_KEY])
+    res_rows.sort(key=lambda r: r["edge_id"])
+
+    merged = dict(alerts)
+
+    def add(alert: dict[str, Any]) -> None:
+        aid = alert["keytrail.alert.id"]
+        prev = merged.get(aid)
+        merged[aid] = alert if prev is None else merge_alerts(prev, alert)
+
+    if detection is not None:
+        by_det: dict[str, dict[str, list[Bucket]]] = {}
+        for (did, entity, _start), b in buckets.items():
+            by_det.setdefault(did, {}).setdefault(entity, []).append(b)
+        for wd, meta in detection.window:
+            assert isinstance(wd, WindowDetector)
+            for entity in sorted(by_det.get(meta.id, {})):
+                series = sorted(by_det[meta.id][entity], key=lambda b: b.start)
+                for finding in wd.evaluate(entity, series):
+                    if detection.accept(wd, meta, finding):
+                        add(make_alert(meta, finding))
+        for idet, meta in inventory_detectors:
+            for finding in idet.evaluate(inventory, edge_rows, as_of):
+                if detection.accept(idet, meta, finding):
+                    add(make_alert(meta, finding))
+    alert_rows = sorted(merged.values(), key=lambda a: (
+        SEVERITY_ORDER.index(a["keytrail.alert.severity"])
+        if a["keytrail.alert.severity"] in SEVERITY_ORDER else 9,
+        a["keytrail.alert.first_seen"], a["keytrail.alert.id"]))
+    return inventory, edge_rows, res_rows, alert_rows
+
+
+def graphml(edges: list[dict[str, Any]], resources: list[dict[str, Any]]) -> str:
+    """Usage graph as GraphML (principals, keys, resources as nodes; windows summed)."""
+    nodes: dict[str, str] = {}
+    agg: dict[tuple[str, str, str], list[int]] = {}
+    for e in edges:
+        nodes.setdefault("p:" + e["principal"], "principal")
+        nodes.setdefault("k:" + e["key_uid"], "key")
+        a = agg.setdefault(("p:" + e["principal"], "k:" + e["key_uid"], e["operation"]), [0, 0])
+        a[0] += e["count"]
+        a[1] += e["failures"]
+    for r in resources:
+        nodes.setdefault("k:" + r["key_uid"], "key")
+        nodes.setdefault("r:" + r["resource"], "resource")
+        a = agg.setdefault(("k:" + r["key_uid"], "r:" + r["resource"], "protects"), [0, 0])
+        a[0] += r["count"]
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
+           '<graphml xmlns="http://graphml.graphdrawing.org/xmlns">',
+           '<key id="kind" for="node" attr.name="kind" attr.type="string"/>',
+           '<key id="op" for="edge" attr.name="operation" attr.type="string"/>',
+           '<key id="count" for="edge" attr.name="count" attr.type="long"/>',
+           '<key id="failures" for="edge" attr.name="failures" attr.type="long"/>',
+           '<graph id="keytrail-usage" edgedefault="directed">']
+    for n in sorted(nodes):
+        out.append(f'<node id="{xml_escape(n, {chr(34): "&quot;"})}"><data key="kind">'
+                   f'{nodes[n]}</data></node>')
+    for (src, dst, op), (count, fails) in sorted(agg.items()):
+        q = {chr(34): "&quot;"}
+        out.append(f'<edge source="{xml_escape(src, q)}" target="{xml_escape(dst, q)}">'
+                   f'<data key="op">{xml_escape(op)}</data><data key="count">{count}</data>'
+                   f'<data key="failures">{fails}</data></edge>')
+    out.append("</graph></graphml>")
+    return "\n".join(out) + "\n"
+
+
+def merge_quarantine(out: Path, shard_names: list[str]) -> int:
+    """Concatenate per-file quarantine shards (in input order) into quarantine.ndjson."""
+    qdir = out / QUARANTINE_DIR
+    target = out / "quarantine.ndjson"
+    tmp = out / ".quarantine.ndjson.tmp"
+    n = 0
+    with tmp.open("wb") as fh:
+        for name in shard_names:
+            p = qdir / f"{name}.ndjson"
+            if p.exists():
+                data = p.read_bytes()
+                n += data.count(b"\n")
+                fh.write(data)
+    tmp.replace(target)
+    shutil.rmtree(qdir, ignore_errors=True)
+    return n
+
+
+def summarize(files: list[dict[str, Any]], inventory: list[dict[str, Any]],
+              edges: list[dict[str, Any]], resources: list[dict[str, Any]],
+              alerts: list[dict[str, Any]], as_of: str, inputs: list[str]) -> dict[str, Any]:
+    totals: dict[str, Any] = {"records_in": 0, "events": 0, "skipped": Counter(),
+                              "quarantined": Counter()}
+    by_dataset: Counter[str] = Counter()
+    for f in files:
+        totals["records_in"] += f["records_in"]
+        totals["events"] += f["events"]
+        totals["skipped"].update(f["skipped"])
+        totals["quarantined"].update(f["quarantined"])
+        by_dataset[f["dataset"] or "unrecognized"] += f["events"]
+    totals["skipped"] = dict(sorted(totals["skipped"].items()))
+    totals["quarantined"] = dict(sorted(totals["quarantined"].items()))
+    states = Counter(r["state"] for r in inventory)
+    sev = Counter(a["keytrail.alert.severity"] for a in alerts)
+    return {
+        "inputs": inputs,
+        "as_of": as_of,
+        "files": files,
+        "totals": totals,
+        "events_by_dataset": dict(sorted(by_dataset.items())),
+        "keys": len(inventory),
+        "keys_by_state": dict(sorted(states.items())),
+        "keys_overdue": sum(1 for r in inventory if r["rotation"]["overdue_days"] > 0),
+        "edges": len(edges),
+        "resource_edges": len(resources),
+        "alerts": {s: sev.get(s, 0) for s in SEVERITY_ORDER},
+        "alerts_total": len(alerts),
+        "accounting_ok": all(
+            f["records_in"] == f["events"] + sum(f["skipped"].values())
+            + sum(f["quarantined"].values()) for f in files),
+    }
+
+
+def write_local_store(out: Path, summary: dict[str, Any], inventory: list[dict[str, Any]],
+                      edges: list[dict[str, Any]], resources: list[dict[str, Any]],
+                      alerts: list[dict[str, Any]]) -> None:
+    write_table(out / "inventory.parquet", inventory,
+                nested=("transitions", "rotation", "last_used", "usage_counts"))
+    write_json(out / "inventory.json", inventory)
+    write_table(out / "edges.parquet", edges)
+    write_table(out / "resource_edges.parquet", resources)
+    write_table(out / "alerts.parquet", alerts,
+                nested=("threat.technique", "keytrail.alert.evidence", "keytrail.alert.details"))
+    write_ndjson(out / "alerts.ndjson", alerts)
+    write_json(out / "graph.json", {"edges": edges, "resource_edges": resources})
+    (out / "graph.graphml").write_text(graphml(edges, resources), encoding="utf-8")
+    write_json(out / "run_summary.json", summary)
+    try:
+        from dashboards.report import render_report
+    except ImportError:
+        return
+    html = render_report(summary, inventory, edges, resources, alerts)
+    (out / "report.html").write_text(html, encoding="utf-8")
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)

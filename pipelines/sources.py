@@ -1,0 +1,206 @@
+"""Input sources: expand files, directories, globs and s3:// prefixes; open them as byte streams.
+
+`.gz` is decompressed transparently (detected by magic bytes, not by name) with a bound on
+the decompressed size; S3 goes through boto3 with an optional endpoint override for
+S3-compatible stores (KEYTRAIL_S3_ENDPOINT_URL or AWS_ENDPOINT_URL_S3).
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Final
+
+from parsers.base import KeytrailError
+
+MAX_DECOMPRESSED: Final[int] = 4 << 30  # 4 GiB per object: bounded decompression
+GZIP_MAGIC: Final[bytes] = b"\x1f\x8b"
+SKIP_NAMES: Final[frozenset[str]] = frozenset({"README.md", ".DS_Store"})
+
+
+class SourceError(KeytrailError):
+    """An input cannot be found or read."""
+
+
+@dataclass(frozen=True, order=True)
+class InputFile:
+    """One input object: a local path or an s3:// URI, with its size and version tag."""
+
+    uri: str
+    size: int = 0
+    etag: str = ""
+
+
+def s3_client() -> Any:
+    import boto3  # only pipelines import boto3
+
+    endpoint = os.environ.get("KEYTRAIL_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+    return boto3.client("s3", endpoint_url=endpoint) if endpoint else boto3.client("s3")
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    rest = uri[len("s3://"):]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise SourceError(f"{uri}: expected s3://bucket/prefix")
+    return bucket, prefix
+
+
+def list_s3(uri: str, start_after: str | None = None, client: Any = None) -> Iterator[InputFile]:
+    """Objects under an s3:// prefix in key order (ListObjectsV2 paging)."""
+    bucket, prefix = split_s3(uri)
+    client = client or s3_client()
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+    if start_after:
+        kwargs["StartAfter"] = start_after
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(**kwargs):
+        for obj in page.get("Contents", []):
+            key = obj["Key"]
+            if key.endswith("/") or key.rsplit("/", 1)[-1] in SKIP_NAMES:
+                continue
+            yield InputFile(f"s3://{bucket}/{key}", int(obj.get("Size", 0)),
+                            str(obj.get("ETag", "")).strip('"'))
+
+
+def expand_inputs(inputs: list[str]) -> list[InputFile]:
+    """Every file named by the inputs, sorted and de-duplicated; raises on a missing input."""
+    found: dict[str, InputFile] = {}
+    for item in inputs:
+        if item.startswith("s3://"):
+            try:
+                objs = list(list_s3(item))
+            except KeytrailError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - boto3 raises many types; one clear line
+                raise SourceError(f"{item}: cannot list S3 objects ({type(exc).__name__}: "
+                                  f"{exc}); check the bucket, credentials and "
+                                  "KEYTRAIL_S3_ENDPOINT_URL") from None
+            for o in objs:
+                found[o.uri] = o
+            continue
+        p = Path(item)
+        if p.is_file():
+            found[str(p)] = InputFile(str(p), p.stat().st_size)
+        elif p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and f.name not in SKIP_NAMES and not f.name.startswith("."):
+                    found[str(f)] = InputFile(str(f), f.stat().st_size)
+        else:
+            matches = sorted(glob.glob(item, recursive=True))
+            files = [m for m in matches if Path(m).is_file()]
+            if not files:
+                raise SourceError(f"input {item!r} not found: pass an existing file, directory, "
+                                  "glob or s3://bucket/prefix")
+            for m in files:
+                found[m] = InputFile(m, Path(m).stat().st_size)
+    return sorted(found.values())
+
+
+class _BoundedGzip(io.RawIOBase):
+    """Streaming gzip (multi-member) decompression that refuses to exceed a size bound."""
+
+    def __init__(self, raw: IO[bytes], limit: int) -> None:
+        self._raw = raw
+        self._limit = limit
+        self._out = 0
+        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._buf = b""
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self, want: int) -> None:
+        while len(self._buf) < want and not self._eof:
+            chunk = self._d.unconsumed_tail or self._raw.read(1 << 16)
+            if not chunk and not self._d.unconsumed_tail:
+                self._eof = True
+                break
+            data = self._d.decompress(chunk, 1 << 20)
+            if self._d.eof:
+                rest = self._d.unused_data
+                self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                if rest:
+                    data += self._d.decompress(rest, 1 << 20)
+            self._out += len(data)
+            if self._out > self._limit:
+                raise SourceError(f"decompressed size exceeds {self._limit} bytes")
+            self._buf += data
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            self._fill(self._limit + 1)
+            data, self._buf = self._buf, b""
+            return data
+        self._fill(size)
+        data, self._buf = self._buf[:size], self._buf[size:]
+        return data
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def open_input(f: InputFile, client: Any = None) -> IO[bytes]:
+    """Open an input as a (decompressed) binary stream."""
+    raw: IO[bytes]
+    try:
+        if f.uri.startswith("s3://"):
+            bucket, key = split_s3(f.uri)
+            obj = (client or s3_client()).get_object(Bucket=bucket, Key=key)
+            raw = obj["Body"]
+        else:
+            raw = open(f.uri, "rb")  # noqa: SIM115 - closed by the caller
+    except KeytrailError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise SourceError(f"{f.uri}: cannot open ({type(exc).__name__}: {exc})") from None
+    head = raw.read(2)
+    rest = _Prefixed(head, raw)
+    if head == GZIP_MAGIC:
+        return io.BufferedReader(_BoundedGzip(rest, MAX_DECOMPRESSED), 1 << 20)
+    return io.BufferedReader(rest, 1 << 20)
+
+
+class _Prefixed(io.RawIOBase):
+    def __init__(self, head: bytes, raw: IO[bytes]) -> None:
+        self._head = head
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size is None or size < 0:
+                data, self._head = self._head + self._raw.read(), b""
+                return data
+            data, self._head = self._head[:size], self._head[size:]
+            if len(data) < size:
+                data += self._raw.read(size - len(data))
+            return data
+        return self._raw.read(size) if size is not None and size >= 0 else self._raw.read()
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    """Deterministic gzip (mtime 0), used by writers of .gz fixtures and bench data."""
+    return gzip.compress(data, mtime=0)

@@ -1,0 +1,150 @@
+"""Local store: Parquet datasets and NDJSON/JSON files under the output directory.
+
+Writes are atomic (temp file + rename) and deterministic (sorted rows, no wall-clock
+values), so re-running on the same input gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from parsers.schema import FIELDS, KeyEvent
+
+EVENT_BATCH: Final[int] = 20_000
+_EVENT_SPECS = tuple(f for f in FIELDS if f.attr not in ("extra",))
+_ARROW_TYPES: Final[dict[str, pa.DataType]] = {
+    "keyword": pa.string(),
+    "text": pa.string(),
+    "ip": pa.string(),
+    "long": pa.int64(),
+    "boolean": pa.bool_(),
+    "date": pa.string(),
+}
+
+
+def events_schema() -> pa.Schema:
+    fields = []
+    for spec in _EVENT_SPECS:
+        t = pa.timestamp("ms", tz="UTC") if spec.name == "@timestamp" else _ARROW_TYPES[spec.type]
+        fields.append(pa.field(spec.name, pa.list_(t) if spec.array else t))
+    fields.append(pa.field("extra", pa.string()))  # vendor leftovers as a JSON object
+    return pa.schema(fields)
+
+
+EVENTS_SCHEMA: Final[pa.Schema] = events_schema()
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    _write_bytes_atomic(path, orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+                        + b"\n")
+
+
+def write_ndjson(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    _write_bytes_atomic(path, b"".join(
+        orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in rows))
+
+
+class EventShardWriter:
+    """Streams KeyEvents of one input file into one Parquet file, in input order."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer: pq.ParquetWriter | None = None
+        self._batch: list[KeyEvent] = []
+        self.count = 0
+
+    def add(self, ev: KeyEvent) -> None:
+        self._batch.append(ev)
+        if len(self._batch) >= EVENT_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._batch and self._writer is not None:
+            return
+        batch = self._batch
+        cols: list[pa.Array] = []
+        for spec in _EVENT_SPECS:
+            values = [getattr(e, spec.attr) for e in batch]
+            if spec.name == "@timestamp":
+                arr = pa.array(values, pa.string()).cast(pa.timestamp("ms", tz="UTC"))
+            else:
+                t = _ARROW_TYPES[spec.type]
+                arr = pa.array(values, pa.list_(t) if spec.array else t)
+            cols.append(arr)
+        dumps = orjson.dumps
+        cols.append(pa.array([dumps(e.extra, option=orjson.OPT_SORT_KEYS).decode()
+                              if e.extra else None for e in batch], pa.string()))
+        table = pa.Table.from_arrays(cols, schema=EVENTS_SCHEMA)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.tmp, EVENTS_SCHEMA, compression="zstd")
+        self._writer.write_table(table)
+        self.count += len(batch)
+        self._batch = []
+
+    def close(self) -> None:
+        self._flush()
+        if self._writer is not None:
+            self._writer.close()
+            os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _arrow_friendly(rows: list[dict[str, Any]], nested: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Nested/variable fields become JSON strings so the Parquet schema stays stable."""
+    out = []
+    for r in rows:
+        r2 = dict(r)
+        for k in nested:
+            if k in r2:
+                r2[k] = orjson.dumps(r2[k], option=orjson.OPT_SORT_KEYS).decode()
+        out.append(r2)
+    return out
+
+
+def write_table(path: Path, rows: list[dict[str, Any]], nested: tuple[str, ...] = ()) -> None:
+    """Write records as one Parquet file (deterministic: caller sorts rows)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    table = pa.Table.from_pylist(_arrow_friendly(rows, nested)) if rows else pa.table({})
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def read_events(out_dir: Path) -> list[dict[str, Any]]:
+    """All events of a local store as flat dicts, sorted by (@timestamp, event.id)."""
+    files = sorted((out_dir / "events").glob("*.parquet"))
+    if not files:
+        return []
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    rows = table.to_pylist()
+    for r in rows:
+        ts = r.get("@timestamp")
+        if ts is not None:
+            r["@timestamp"] = ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+        extra = r.pop("extra", None)
+        if extra:
+            r.update(orjson.loads(extra))
+        for k in [k for k, v in r.items() if v is None or v == []]:
+            del r[k]
+    rows.sort(key=lambda r: (r["@timestamp"], r["event.id"]))
+    return rows
