@@ -134,9 +134,9 @@ def _read_store(out: str, name: str) -> Any:
 
 
 def cmd_inventory(args: argparse.Namespace, extra: list[str]) -> int:
+    inv = _read_store(args.out, "inventory.json")
     from dashboards import exports
 
-    inv = _read_store(args.out, "inventory.json")
     inv = exports.filter_inventory(inv, overdue=args.overdue, state=args.state,
                                    provider=args.provider, kind=args.kind)
     if args.format == "csv":

@@ -128,9 +128,9 @@ class FileProcessor:
             stream = None
         if stream is not None:
             with stream:
-                dataset, outcomes = parse_stream(stream, uri, self.parsers)
                 last_offset = 0
                 try:
+                    dataset, outcomes = parse_stream(stream, uri, self.parsers)
                     for o in outcomes:
                         if type(o) is KeyEvent:
                             events += 1

@@ -123,12 +123,15 @@ class _BoundedGzip(io.RawIOBase):
             if not chunk and not self._d.unconsumed_tail:
                 self._eof = True
                 break
-            data = self._d.decompress(chunk, 1 << 20)
-            if self._d.eof:
-                rest = self._d.unused_data
-                self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                if rest:
-                    data += self._d.decompress(rest, 1 << 20)
+            try:
+                data = self._d.decompress(chunk, 1 << 20)
+                if self._d.eof:
+                    rest = self._d.unused_data
+                    self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    if rest:
+                        data += self._d.decompress(rest, 1 << 20)
+            except zlib.error as exc:
+                raise SourceError(f"corrupt gzip data after {self._out} bytes: {exc}") from None
             self._out += len(data)
             if self._out > self._limit:
                 raise SourceError(f"decompressed size exceeds {self._limit} bytes")
