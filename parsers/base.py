@@ -106,15 +106,14 @@ def quarantine(
 
 
 def stable_id(*parts: object) -> str:
-    """The one place ids are computed: 32 hex chars of BLAKE2b over the parts."""
-    h = hashlib.blake2b(digest_size=16)
+    """The one place ids are computed: 32 hex chars of BLAKE2b over the parts.
+
+    Each part is preceded by a 0x1F separator; str parts are UTF-8, bytes parts raw.
+    """
+    chunks = [b""]
     for p in parts:
-        h.update(b"\x1f")
-        if isinstance(p, bytes):
-            h.update(p)
-        else:
-            h.update(str(p).encode("utf-8", "surrogatepass"))
-    return h.hexdigest()
+        chunks.append(p if isinstance(p, bytes) else str(p).encode("utf-8", "surrogatepass"))
+    return hashlib.blake2b(b"\x1f".join(chunks), digest_size=16).hexdigest()
 
 
 class LogParser(ABC):

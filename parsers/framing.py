@@ -19,42 +19,57 @@ def iter_lines(stream: IO[bytes], max_line: int) -> Iterator[tuple[int, bytes]]:
     """Yield (byte offset, line without newline) for every non-blank line.
 
     A line longer than `max_line` is yielded once as (offset, OVERLONG + first bytes) and
-    the rest of it is discarded without buffering it whole.
+    the rest of it is discarded without buffering it whole. A trailing CR is removed.
     """
-    offset = 0
-    buf = b""
-    buf_start = 0  # offset of buf[0] in the stream
+    carry = b""  # incomplete last line of the previous chunk
+    carry_start = 0  # its offset
+    pos = 0  # offset of the next chunk's first byte
     skipping = False  # inside an over-long line, dropping bytes up to its newline
+    read = stream.read
     while True:
-        chunk = stream.read(CHUNK)
+        chunk = read(CHUNK)
         if not chunk:
             break
-        buf += chunk
-        start = 0
-        while True:
-            nl = buf.find(b"\n", start)
-            if nl < 0:
-                break
+        chunk_start = pos
+        pos += len(chunk)
+        nl = chunk.find(b"\n")
+        if nl < 0:
             if skipping:
-                skipping = False
-            else:
-                line = buf[start:nl]
-                offset = buf_start + start
-                if len(line) > max_line:
-                    yield offset, OVERLONG + line[:512]
-                elif line.strip():
-                    yield offset, line.rstrip(b"\r")
-            start = nl + 1
-        buf_start += start
-        buf = buf[start:]
-        if len(buf) > max_line and not skipping:
-            yield buf_start, OVERLONG + buf[:512]
-            skipping = True
+                continue
+            carry += chunk
+            if len(carry) > max_line:
+                yield carry_start, OVERLONG + carry[:512]
+                skipping = True
+                carry = b""
+            continue
+        # Complete the carried line with this chunk's first line.
+        first = chunk[:nl]
         if skipping:
-            buf_start += len(buf)
-            buf = b""
-    if buf.strip() and not skipping:
-        yield buf_start, buf.rstrip(b"\r")
+            skipping = False
+        else:
+            line = carry + first
+            if len(line) > max_line:
+                yield carry_start, OVERLONG + line[:512]
+            elif line.strip():
+                yield carry_start, line[:-1] if line[-1:] == b"\r" else line
+        off = chunk_start + nl + 1
+        lines = chunk[nl + 1 :].split(b"\n")
+        last = lines.pop()
+        for line in lines:
+            n = len(line)
+            if n > max_line:
+                yield off, OVERLONG + line[:512]
+            elif n and (line[0] > 32 or line.strip()):
+                yield off, line[:-1] if line[-1] == 13 else line
+            off += n + 1
+        carry = last
+        carry_start = off
+        if len(carry) > max_line:
+            yield carry_start, OVERLONG + carry[:512]
+            skipping = True
+            carry = b""
+    if carry.strip() and not skipping:
+        yield carry_start, carry[:-1] if carry[-1:] == b"\r" else carry
 
 
 def read_document(stream: IO[bytes], limit: int = MAX_DOCUMENT_BYTES) -> bytes:

@@ -30,7 +30,11 @@ def normalize_iso(value: str) -> str:
     """
     # Fast path: '2024-01-01T00:00:00Z' / '...00.123456789Z' already in UTC.
     n = len(value)
-    if n >= 20 and value[-1] == "Z" and value[10] == "T" and value[4] == "-":
+    if (n >= 20 and value[-1] == "Z" and value[10] == "T" and value[4] == "-"
+            and "01" <= value[5:7] <= "12" and "01" <= value[8:10] <= "31"
+            and value[11:13] <= "23" and value[14:16] <= "59" and value[17:19] <= "59"
+            and value[:4].isdigit() and value[11:13].isdigit() and value[14:16].isdigit()
+            and value[17:19].isdigit()):
         if n == 20:
             return value[:19] + ".000Z"
         if value[19] == ".":

@@ -207,6 +207,16 @@ def cmd_eval(args: argparse.Namespace, extra: list[str]) -> int:
     return 0 if ok else 1
 
 
+def cmd_watch(args: argparse.Namespace, extra: list[str]) -> int:
+    from pipelines.watch import Watcher, make_sources
+
+    cfg = _load_config(args.config)
+    sources = make_sources(args.sources, args.settle, args.start_after)
+    w = Watcher(sources, args.out, args.state, cfg, interval=args.interval, quiet=args.quiet)
+    w.run(once=args.once)
+    return 0
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int]]]:
     ap = _Parser(prog="keytrail", description="Key-management audit logs -> key inventory, "
                  "usage graph and alerts.")
@@ -221,6 +231,19 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int
                    "such as --flink_master=... are passed through")
     r.add_argument("-q", "--quiet", action="store_true")
     handlers["run"] = cmd_run
+
+    w = sub.add_parser("watch", help="follow directories, growing files and s3:// prefixes")
+    w.add_argument("sources", nargs="+", help="directories, files or s3://bucket/prefix")
+    w.add_argument("--out", default="keytrail-out")
+    w.add_argument("--state", required=True, help="state directory (checkpoints + partials)")
+    w.add_argument("--interval", type=float, default=5.0, help="seconds between cycles")
+    w.add_argument("--settle", type=float, default=2.0,
+                   help="a file unchanged this long is read to its end")
+    w.add_argument("--start-after", help="S3 key below which everything is processed")
+    w.add_argument("--once", action="store_true", help="run one cycle and exit")
+    w.add_argument("--config")
+    w.add_argument("-q", "--quiet", action="store_true")
+    handlers["watch"] = cmd_watch
 
     p = sub.add_parser("parse", help="parse files and print normalized events + accounting")
     p.add_argument("paths", nargs="+")

@@ -138,7 +138,7 @@ def graphml(edges: list[dict[str, Any]], resources: list[dict[str, Any]]) -> str
     return "\n".join(out) + "\n"
 
 
-def merge_quarantine(out: Path, shard_names: list[str]) -> int:
+def merge_quarantine(out: Path, shard_names: list[str], keep_shards: bool = False) -> int:
     """Concatenate per-file quarantine shards (in input order) into quarantine.ndjson."""
     qdir = out / QUARANTINE_DIR
     target = out / "quarantine.ndjson"
@@ -152,7 +152,8 @@ def merge_quarantine(out: Path, shard_names: list[str]) -> int:
                 n += data.count(b"\n")
                 fh.write(data)
     tmp.replace(target)
-    shutil.rmtree(qdir, ignore_errors=True)
+    if not keep_shards:
+        shutil.rmtree(qdir, ignore_errors=True)
     return n
 
 

@@ -7,8 +7,9 @@ unreadable input becomes a quarantined record, so the file's accounting always h
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -24,9 +25,17 @@ from detectors.base import (
     make_alert,
     merge_alerts,
 )
-from detectors.graph import EdgeAccumulator, EdgeKey, ResourceAccumulator, edge_key
+from detectors.graph import EdgeAccumulator, EdgeKey, ResourceAccumulator
 from detectors.inventory import KeyAccumulator
-from parsers.base import REGISTRY, ParseOptions, Quarantined, Skipped, quarantine, stable_id
+from parsers.base import (
+    REGISTRY,
+    ParseOptions,
+    ParseOutcome,
+    Quarantined,
+    Skipped,
+    quarantine,
+    stable_id,
+)
 from parsers.detect import parse_stream
 from parsers.schema import KeyEvent
 from pipelines.sources import InputFile, open_input
@@ -89,6 +98,16 @@ def _wants(ops: frozenset[str] | None, meta: DetectorMeta, ds: str, op: str) -> 
     return ops is None or op in ops
 
 
+def _rebase(outcomes: Iterator[ParseOutcome], base: int) -> Iterator[ParseOutcome]:
+    """Offsets of a byte-range unit are relative to its start; make them absolute."""
+    for o in outcomes:
+        if type(o) is KeyEvent:
+            o.log_offset += base
+            yield o
+        else:
+            yield dataclasses.replace(o, offset=o.offset + base)  # type: ignore[type-var]
+
+
 class FileProcessor:
     """Processes input files into `FileResult`s, writing event shards under `out_dir`."""
 
@@ -105,7 +124,8 @@ class FileProcessor:
 
     def process(self, f: InputFile) -> FileResult:
         uri = f.uri
-        name = shard_name(uri)
+        name = shard_name(f.unit_id)
+        base = f.start
         skipped: Counter[str] = Counter()
         quarantined: Counter[str] = Counter()
         res = FileResult(summary={})
@@ -121,7 +141,7 @@ class FileProcessor:
         max_ts = ""
         try:
             stream = open_input(f, self.s3_client)
-        except Exception as exc:  # noqa: BLE001 - unreadable input is quarantined, never fatal
+        except Exception as exc:
             q = quarantine("unreadable_input", uri, 0, b"", None, str(exc)[:300])
             qrows.append(orjson.dumps(q.to_dict(), option=orjson.OPT_SORT_KEYS))
             quarantined[q.reason] += 1
@@ -131,12 +151,13 @@ class FileProcessor:
                 last_offset = 0
                 try:
                     dataset, outcomes = parse_stream(stream, uri, self.parsers)
+                    if base:
+                        outcomes = _rebase(outcomes, base)
                     for o in outcomes:
                         if type(o) is KeyEvent:
                             events += 1
                             ts = o.timestamp
-                            if ts > max_ts:
-                                max_ts = ts
+                            max_ts = max(max_ts, ts)
                             if writer is not None:
                                 writer.add(o)
                             uid = o.key_uid
@@ -173,7 +194,7 @@ class FileProcessor:
                             quarantined[o.reason] += 1
                             qrows.append(orjson.dumps(o.to_dict(), option=orjson.OPT_SORT_KEYS))
                         last_offset = getattr(o, "log_offset", getattr(o, "offset", last_offset))
-                except Exception as exc:  # noqa: BLE001 - a broken stream ends this file only
+                except Exception as exc:
                     q = quarantine("read_error", uri, last_offset, b"", dataset,
                                    f"{type(exc).__name__}: {str(exc)[:300]}; rest of file unread")
                     quarantined[q.reason] += 1
@@ -197,6 +218,8 @@ class FileProcessor:
             "quarantined": dict(sorted(quarantined.items())),
             "bytes": f.size,
         }
+        if f.unit_id != uri:
+            res.summary["unit"] = f.unit_id
         res.max_ts = max_ts or None
         return res
 

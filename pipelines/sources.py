@@ -35,6 +35,15 @@ class InputFile:
     uri: str
     size: int = 0
     etag: str = ""
+    start: int = 0  # byte range of a growing local file (live mode); end -1 = to EOF
+    end: int = -1
+    generation: str = ""  # live mode: which file was at this path (device:inode)
+
+    @property
+    def unit_id(self) -> str:
+        """Identity of this unit of work (the whole object, or one byte range of it)."""
+        uid = self.uri if (self.start, self.end) == (0, -1) else f"{self.uri}@{self.start}"
+        return f"{uid}#{self.generation}" if self.generation else uid
 
 
 def s3_client() -> Any:
@@ -78,7 +87,7 @@ def expand_inputs(inputs: list[str]) -> list[InputFile]:
                 objs = list(list_s3(item))
             except KeytrailError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - boto3 raises many types; one clear line
+            except Exception as exc:
                 raise SourceError(f"{item}: cannot list S3 objects ({type(exc).__name__}: "
                                   f"{exc}); check the bucket, credentials and "
                                   "KEYTRAIL_S3_ENDPOINT_URL") from None
@@ -161,10 +170,15 @@ def open_input(f: InputFile, client: Any = None) -> IO[bytes]:
             obj = (client or s3_client()).get_object(Bucket=bucket, Key=key)
             raw = obj["Body"]
         else:
-            raw = open(f.uri, "rb")  # noqa: SIM115 - closed by the caller
+            fh = open(f.uri, "rb")  # noqa: SIM115 - closed by the caller
+            if f.start or f.end >= 0:
+                fh.seek(f.start)
+                raw = _Limited(fh, f.end - f.start if f.end >= 0 else None)
+            else:
+                raw = fh
     except KeytrailError:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise SourceError(f"{f.uri}: cannot open ({type(exc).__name__}: {exc})") from None
     head = raw.read(2)
     rest = _Prefixed(head, raw)
@@ -191,6 +205,37 @@ class _Prefixed(io.RawIOBase):
                 data += self._raw.read(size - len(data))
             return data
         return self._raw.read(size) if size is not None and size >= 0 else self._raw.read()
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
+
+
+class _Limited(io.RawIOBase):
+    """At most `limit` bytes of a file from its current position."""
+
+    def __init__(self, raw: IO[bytes], limit: int | None) -> None:
+        self._raw = raw
+        self._left = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left is None:
+            return self._raw.read(size)
+        if size is None or size < 0 or size > self._left:
+            size = self._left
+        data = self._raw.read(size)
+        self._left -= len(data)
+        return data
 
     def readinto(self, b: Any) -> int:
         data = self.read(len(b))

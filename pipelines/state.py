@@ -1,0 +1,159 @@
+"""Run state that survives restarts: merged partials + source checkpoints, as JSON.
+
+Live mode commits this file atomically only after the sink acknowledged a cycle's results,
+so a crash at any instant resumes from a state that matches what the sink holds.
+JSON (not pickle) so a state directory is inspectable and never executes code on load.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from detectors.base import Bucket, Evidence, merge_alerts
+from detectors.graph import EdgeAccumulator, EdgeKey, ResourceAccumulator
+from detectors.inventory import KeyAccumulator
+from pipelines.process import BucketKey, FileResult
+
+STATE_VERSION: Final[int] = 1
+
+
+@dataclass
+class RunState:
+    """Merged partials of everything processed so far, plus per-source checkpoints."""
+
+    keys: dict[str, KeyAccumulator] = field(default_factory=dict)
+    edges: dict[EdgeKey, EdgeAccumulator] = field(default_factory=dict)
+    resources: dict[tuple[str, str], ResourceAccumulator] = field(default_factory=dict)
+    buckets: dict[BucketKey, Bucket] = field(default_factory=dict)
+    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # unit id -> summary
+    max_ts: str | None = None
+    checkpoints: dict[str, Any] = field(default_factory=dict)  # source -> its progress
+    delivered: dict[str, str] = field(default_factory=dict)  # doc id -> content hash
+    cycle: int = 0
+
+    def absorb(self, res: FileResult) -> None:
+        """Merge one unit's partials (the unit must not have been absorbed before)."""
+        for uid, acc in res.keys.items():
+            cur = self.keys.get(uid)
+            self.keys[uid] = acc if cur is None else cur.merge(acc)
+        for ek, ea in res.edges.items():
+            cur_e = self.edges.get(ek)
+            self.edges[ek] = ea if cur_e is None else cur_e.merge(ea)
+        for rk, ra in res.resources.items():
+            cur_r = self.resources.get(rk)
+            self.resources[rk] = ra if cur_r is None else cur_r.merge(ra)
+        for bk, b in res.buckets.items():
+            cur_b = self.buckets.get(bk)
+            self.buckets[bk] = b if cur_b is None else cur_b.merge(b)
+        for aid, a in res.alerts.items():
+            cur_a = self.alerts.get(aid)
+            self.alerts[aid] = a if cur_a is None else merge_alerts(cur_a, a)
+        self.files[res.summary.get("unit", res.summary["path"])] = res.summary
+        if res.max_ts and (self.max_ts is None or res.max_ts > self.max_ts):
+            self.max_ts = res.max_ts
+
+
+def _key_to_json(a: KeyAccumulator) -> dict[str, Any]:
+    return {"uid": a.uid, "first_seen": a.first_seen, "last_seen": a.last_seen,
+            "attrs": {k: list(v) for k, v in a.attrs.items()}, "aliases": sorted(a.aliases),
+            "history": a.history, "last_used": a.last_used, "op_counts": a.op_counts,
+            "failures": a.failures, "principals": sorted(a.principals),
+            "admins": sorted(a.admins), "evidence": sorted(a.evidence),
+            "datasets": sorted(a.datasets)}
+
+
+def _key_from_json(d: dict[str, Any]) -> KeyAccumulator:
+    return KeyAccumulator(
+        uid=d["uid"], first_seen=d["first_seen"], last_seen=d["last_seen"],
+        attrs={k: (v[0], v[1], v[2]) for k, v in d["attrs"].items()},
+        aliases=set(d["aliases"]), history=d["history"], last_used=d["last_used"],
+        op_counts=d["op_counts"], failures=d["failures"], principals=set(d["principals"]),
+        admins=set(d["admins"]), evidence=set(d["evidence"]), datasets=set(d["datasets"]))
+
+
+def _edge_to_json(e: EdgeAccumulator) -> dict[str, Any]:
+    return {"count": e.count, "failures": e.failures, "first_seen": e.first_seen,
+            "last_seen": e.last_seen, "source_ips": sorted(e.source_ips),
+            "user_name": e.user_name, "principal_type": e.principal_type,
+            "principal_account": e.principal_account, "key_account": e.key_account,
+            "dataset": e.dataset}
+
+
+def _edge_from_json(d: dict[str, Any]) -> EdgeAccumulator:
+    return EdgeAccumulator(**{**d, "source_ips": set(d["source_ips"])})
+
+
+def _bucket_to_json(b: Bucket) -> dict[str, Any]:
+    return {"start": b.start, "count": b.count, "failures": b.failures,
+            "first_seen": b.first_seen, "last_seen": b.last_seen,
+            "evidence": [[e.event_id, e.timestamp, e.log_file_path, e.log_offset]
+                         for e in b.evidence],
+            "values": {k: sorted(v) for k, v in b.values.items()}}
+
+
+def _bucket_from_json(d: dict[str, Any]) -> Bucket:
+    return Bucket(start=d["start"], count=d["count"], failures=d["failures"],
+                  first_seen=d["first_seen"], last_seen=d["last_seen"],
+                  evidence=[Evidence(*e) for e in d["evidence"]],
+                  values={k: set(v) for k, v in d["values"].items()})
+
+
+SEP: Final[str] = "\x1f"
+
+
+def dump_state(st: RunState) -> bytes:
+    doc = {
+        "version": STATE_VERSION,
+        "keys": [_key_to_json(a) for _, a in sorted(st.keys.items())],
+        "edges": [[list(k), _edge_to_json(v)] for k, v in sorted(st.edges.items())],
+        "resources": [[list(k), [v.count, v.first_seen, v.last_seen]]
+                      for k, v in sorted(st.resources.items())],
+        "buckets": [[list(k), _bucket_to_json(v)] for k, v in sorted(st.buckets.items())],
+        "alerts": [st.alerts[k] for k in sorted(st.alerts)],
+        "files": st.files, "max_ts": st.max_ts, "checkpoints": st.checkpoints,
+        "delivered": st.delivered, "cycle": st.cycle,
+    }
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+
+
+def load_state(data: bytes) -> RunState:
+    doc = orjson.loads(data)
+    if doc.get("version") != STATE_VERSION:
+        raise ValueError(f"state version {doc.get('version')} is not {STATE_VERSION}")
+    return RunState(
+        keys={d["uid"]: _key_from_json(d) for d in doc["keys"]},
+        edges={(k[0], k[1], k[2], k[3]): _edge_from_json(v) for k, v in doc["edges"]},
+        resources={(k[0], k[1]): ResourceAccumulator(v[0], v[1], v[2])
+                   for k, v in doc["resources"]},
+        buckets={(k[0], k[1], k[2]): _bucket_from_json(v) for k, v in doc["buckets"]},
+        alerts={a["keytrail.alert.id"]: a for a in doc["alerts"]},
+        files=doc["files"], max_ts=doc["max_ts"], checkpoints=doc["checkpoints"],
+        delivered=doc["delivered"], cycle=doc["cycle"])
+
+
+def commit_state(path: Path, st: RunState) -> None:
+    """Atomic, durable replace of the state file (write, fsync, rename, fsync dir)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as fh:
+        fh.write(dump_state(st))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def read_state(path: Path) -> RunState:
+    if not path.exists():
+        return RunState()
+    return load_state(path.read_bytes())
