@@ -6,6 +6,7 @@ values), so re-running on the same input gives byte-identical files.
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,6 +20,7 @@ from parsers.schema import FIELDS, KeyEvent
 
 EVENT_BATCH: Final[int] = 20_000
 _EVENT_SPECS = tuple(f for f in FIELDS if f.attr not in ("extra",))
+_GET_ALL = operator.attrgetter(*(f.attr for f in _EVENT_SPECS))
 _ARROW_TYPES: Final[dict[str, pa.DataType]] = {
     "keyword": pa.string(),
     "text": pa.string(),
@@ -79,8 +81,10 @@ class EventShardWriter:
             return
         batch = self._batch
         cols: list[pa.Array] = []
-        for spec in _EVENT_SPECS:
-            values = [getattr(e, spec.attr) for e in batch]
+        columns = zip(*map(_GET_ALL, batch), strict=True) if batch else (
+            [] for _ in _EVENT_SPECS)
+        for spec, values in zip(_EVENT_SPECS, columns, strict=True):
+            values = list(values)
             if spec.name == "@timestamp":
                 arr = pa.array(values, pa.string()).cast(pa.timestamp("ms", tz="UTC"))
             else:
