@@ -248,9 +248,14 @@ EXTRA_FIELDS: Final[dict[str, tuple[str, str]]] = {
 }
 
 
-@dataclass(slots=True)
+@dataclass
 class KeyEvent:
-    """One audited key-management action, normalized. See `FIELDS` for meanings."""
+    """One audited key-management action, normalized. See `FIELDS` for meanings.
+
+    Not slotted on purpose: optional fields default to class attributes (None), so
+    `new_event` can build an event by filling its __dict__ with only the fields a record
+    has, which is several times cheaper than a 46-argument __init__.
+    """
 
     timestamp: str
     event_id: str
@@ -370,20 +375,37 @@ def new_event(
     log_offset: int,
     **fields: Any,
 ) -> KeyEvent:
-    """Build a KeyEvent, deriving operation_class and the ECS category/type lists."""
+    """Build a KeyEvent, deriving operation_class and the ECS category/type lists.
+
+    Unknown field names raise TypeError, as KeyEvent(...) would.
+    """
+    bad = fields.keys() - _OPTIONAL_ATTRS
+    if bad:
+        raise TypeError(f"unknown KeyEvent fields: {sorted(bad)}")
     op_class = OPERATION_CLASS.get(operation, "other")
-    return KeyEvent(
-        timestamp=timestamp,
-        event_id=event_id,
-        dataset=dataset,
-        provider=provider,
-        action=action,
-        outcome=outcome,
-        operation=operation,
-        operation_class=op_class,
-        log_file_path=log_file_path,
-        log_offset=log_offset,
-        category=list(ECS_CATEGORY[op_class]),
-        type=list(ECS_TYPE.get(operation, ["info"])),
-        **fields,
-    )
+    ev = _new(KeyEvent)
+    d = ev.__dict__
+    d.update(fields)
+    d["timestamp"] = timestamp
+    d["event_id"] = event_id
+    d["dataset"] = dataset
+    d["provider"] = provider
+    d["action"] = action
+    d["outcome"] = outcome
+    d["operation"] = operation
+    d["operation_class"] = op_class
+    d["log_file_path"] = log_file_path
+    d["log_offset"] = log_offset
+    d["category"] = list(ECS_CATEGORY[op_class])
+    d["type"] = list(ECS_TYPE.get(operation, _INFO))
+    if "extra" not in d or d["extra"] is None:
+        d["extra"] = {}
+    return ev
+
+
+_new = object.__new__
+_INFO: Final[list[str]] = ["info"]
+_OPTIONAL_ATTRS: Final[frozenset[str]] = frozenset(
+    f.attr for f in FIELDS
+    if f.attr not in ("timestamp", "event_id", "dataset", "provider", "action", "outcome",
+                      "operation", "operation_class", "log_file_path", "log_offset"))
