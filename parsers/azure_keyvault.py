@@ -74,6 +74,7 @@ from typing import IO, Any, Final, NamedTuple, cast
 
 import orjson
 
+from parsers import schema
 from parsers.base import (
     LogParser,
     ParseOutcome,
@@ -92,37 +93,9 @@ PROVIDER: Final[str] = "Microsoft.KeyVault"
 PROVIDER_KV: Final[str] = "azure_keyvault"
 PROVIDER_HSM: Final[str] = "azure_managed_hsm"
 
-# Vendor leftovers this module emits beyond schema.EXTRA_FIELDS (to be merged there).
+# This family's vendor leftovers (defined with every other field in schema.EXTRA_FIELDS).
 EXTRA_FIELDS: Final[dict[str, tuple[str, str]]] = {
-    "azure.keyvault.category": (
-        "keyword",
-        "Log category: AuditEvent (data plane) or Administrative (Activity Log).",
-    ),
-    "azure.keyvault.result_type": (
-        "keyword",
-        "resultType verbatim (Key Vault writes Success even on 403).",
-    ),
-    "azure.keyvault.request_uri": ("keyword", "requestUri of the audited call."),
-    "azure.keyvault.enabled": (
-        "boolean",
-        "The enabled attribute of the key / secret / certificate as the log reports it.",
-    ),
-    "azure.keyvault.managed_identity_resource_id": (
-        "keyword",
-        "xms_mirid claim: resource id of the calling managed identity.",
-    ),
-    "azure.keyvault.access_policy_operation": (
-        "keyword",
-        "Activity Log access-policy change kind: add | replace | remove.",
-    ),
-    "azure.keyvault.access_policy_object_ids": (
-        "keyword",
-        "Object ids named in an access-policy change request body.",
-    ),
-    "azure.keyvault.access_policy_permissions": (
-        "keyword",
-        "Permissions in an access-policy change request body, as '<kind>:<perm>'.",
-    ),
+    k: v for k, v in schema.EXTRA_FIELDS.items() if k.startswith("azure.keyvault.")
 }
 
 _BOM: Final[bytes] = b"\xef\xbb\xbf"

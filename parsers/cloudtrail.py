@@ -93,6 +93,7 @@ from typing import IO, Any, Final
 
 import orjson
 
+from parsers import schema
 from parsers.base import (
     MAX_DOCUMENT_BYTES,
     LogParser,
@@ -111,28 +112,9 @@ from parsers.timeutil import format_ms, from_epoch_ms, normalize_iso
 DATASET: Final[str] = "aws.cloudtrail"
 KMS_SOURCE: Final[str] = "kms.amazonaws.com"
 
-# Vendor leftovers this module emits beyond schema.EXTRA_FIELDS (to be merged there).
+# This family's vendor leftovers (defined with every other field in schema.EXTRA_FIELDS).
 EXTRA_FIELDS: Final[dict[str, tuple[str, str]]] = {
-    "aws.cloudtrail.user_arn": (
-        "keyword",
-        "userIdentity.arn verbatim (for AssumedRole the session ARN; user.id holds the role ARN).",
-    ),
-    "aws.cloudtrail.pending_window_days": ("long", "ScheduleKeyDeletion pendingWindowInDays."),
-    "aws.cloudtrail.key_creation_date": (
-        "date",
-        "CreateKey keyMetadata.creationDate, normalized to UTC.",
-    ),
-    "aws.cloudtrail.primary_key_uid": (
-        "keyword",
-        "ReplicateKey: the primary multi-Region key the replica was created from.",
-    ),
-    "aws.cloudtrail.key_ref": (
-        "keyword",
-        "Key reference as logged when it could not be "
-        "resolved to an ARN (no account/region known).",
-    ),
-    "aws.cloudtrail.log_group": ("keyword", "CloudWatch Logs log group the event came through."),
-    "aws.cloudtrail.log_stream": ("keyword", "CloudWatch Logs log stream the event came through."),
+    k: v for k, v in schema.EXTRA_FIELDS.items() if k.startswith("aws.cloudtrail.")
 }
 
 _HEAD_BYTES: Final[int] = 1 << 20

@@ -22,7 +22,7 @@ def detect(head: bytes, parsers: list[LogParser] | None = None) -> LogParser | N
     for parser in parsers if parsers is not None else REGISTRY.create_all(ParseOptions()):
         try:
             score = parser.sniff(head[:SNIFF_BYTES])
-        except Exception:  # noqa: BLE001 - a faulty sniffer must not break detection
+        except Exception:
             score = 0
         if score > best_score:
             best, best_score = parser, score

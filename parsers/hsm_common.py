@@ -16,39 +16,14 @@ from typing import IO, Any, Final
 
 import orjson
 
+from parsers import schema
 from parsers.framing import OVERLONG, iter_lines, read_document
 from parsers.netaddr import clean_ip
 from parsers.timeutil import BadTimestamp, format_ms, normalize_iso
 
-# Leftover fields the HSM parsers emit that schema.EXTRA_FIELDS does not list yet
-# (same shape as schema.EXTRA_FIELDS; to be merged there by the lead).
+# This family's vendor leftovers (defined with every other field in schema.EXTRA_FIELDS).
 EXTRA_FIELDS: Final[dict[str, tuple[str, str]]] = {
-    "hsm.cluster_id": ("keyword", "CloudHSM cluster id (from the CloudWatch log group)."),
-    "hsm.session_handle": ("keyword", "Vendor session handle verbatim."),
-    "hsm.command_type": ("keyword", "CloudHSM Command Type(hex) verbatim."),
-    "hsm.public_key_handle": ("keyword", "Public key handle of a key-pair operation."),
-    "hsm.quorum": ("boolean", "Quorum (M of N) / card-set (ACS, OCS) related command."),
-    "hsm.alarm": ("boolean", "HSM alarm / tamper / decommission / zeroization notice."),
-    "hsm.alarm_code": ("keyword", "Vendor alarm code, e.g. Luna ALM2006."),
-    "hsm.zeroize": ("boolean", "The event erased (or reports erasure of) HSM contents."),
-    "hsm.event_category": (
-        "keyword",
-        "Vendor event category (Luna: HSM Access, Key Management, ...; CEF device event class).",
-    ),
-    "hsm.role": ("keyword", "Vendor role name or id the actor held."),
-    "hsm.access_id": ("keyword", "Luna access (application) id."),
-    "hsm.attributes": ("keyword", "Object attributes a command modified."),
-    "hsm.command": ("keyword", "Appliance shell command line (LunaSH) as logged."),
-    "hsm.return_code": ("keyword", "Vendor return code verbatim."),
-    "hsm.tenant_id": ("keyword", "Luna Cloud HSM (DPoD) tenant id."),
-    "hsm.resource_id": ("keyword", "Luna Cloud HSM (DPoD) service id."),
-    "hsm.module_esn": ("keyword", "nShield module electronic serial number."),
-    "hsm.appname": ("keyword", "nShield key application name."),
-    "hsm.ident": ("keyword", "nShield key identifier."),
-    "hsm.key_hash": ("keyword", "nShield key hash."),
-    "hsm.card_set": ("keyword", "nShield card set (ACS/OCS) name or hash."),
-    "hsm.syslog_host": ("keyword", "Host name of the syslog header."),
-    "hsm.syslog_program": ("keyword", "Program (tag) of the syslog header."),
+    k: v for k, v in schema.EXTRA_FIELDS.items() if k.startswith("hsm.")
 }
 
 _MONTHS: Final[dict[str, int]] = {

@@ -94,6 +94,7 @@ from typing import IO, Any, Final, NamedTuple
 
 import orjson
 
+from parsers import schema
 from parsers.base import (
     LogParser,
     ParseOptions,
@@ -111,46 +112,9 @@ from parsers.timeutil import BadTimestamp, normalize_iso
 DATASET: Final[str] = "hashicorp_vault.audit"
 MAX_PENDING: Final[int] = 10_000
 
-# Vendor leftovers this module emits beyond schema.EXTRA_FIELDS (to be merged there).
+# This family's vendor leftovers (defined with every other field in schema.EXTRA_FIELDS).
 EXTRA_FIELDS: Final[dict[str, tuple[str, str]]] = {
-    "hashicorp_vault.endpoint": ("keyword", "Engine-relative endpoint template, e.g. "
-                                 "transit/encrypt or sys/policies/acl."),
-    "hashicorp_vault.records": ("keyword", "Audit records behind the event: pair | "
-                                "response_only | request_only."),
-    "hashicorp_vault.request_offset": ("long", "Byte offset of the paired request record."),
-    "hashicorp_vault.record_type": ("keyword", "Audit record type (request, response, "
-                                    "kmip-request, kmip-response) that yielded the event."),
-    "hashicorp_vault.syslog_host": ("keyword", "Host from the syslog frame around the record."),
-    "hashicorp_vault.orphan": ("boolean", "Token creation without a parent (create-orphan "
-                               "or no_parent=true)."),
-    "hashicorp_vault.new_token_policies": ("keyword", "Policies of a token issued by the "
-                                           "request (token create / login)."),
-    "hashicorp_vault.root_token_created": ("boolean", "The request issued a token with the "
-                                           "root policy."),
-    "hashicorp_vault.policy_name": ("keyword", "ACL / RGP / EGP policy acted on."),
-    "hashicorp_vault.audit_device": ("keyword", "Audit device path enabled / disabled."),
-    "hashicorp_vault.auth_method": ("keyword", "Auth mount used for a login."),
-    "hashicorp_vault.qualifier": ("keyword", "Endpoint qualifier: datakey type, export type, "
-                                  "PKI role or generate type, hash algorithm."),
-    "hashicorp_vault.batch_size": ("long", "Number of batch_input items."),
-    "hashicorp_vault.client_certificate_serial": ("keyword", "KMIP client certificate serial."),
-    "hashicorp_vault.kmip_scope": ("keyword", "KMIP scope."),
-    "hashicorp_vault.kmip_role": ("keyword", "KMIP role."),
-    "hashicorp_vault.kmip_result_reason": ("keyword", "KMIP ResultReason name."),
-    "hashicorp_vault.kv_versions": ("long", "KV v2 versions a delete / undelete / destroy "
-                                    "named."),
-    "hashicorp_vault.key_config.exportable": ("boolean", "Transit key exportable flag set."),
-    "hashicorp_vault.key_config.deletion_allowed": ("boolean", "Transit key deletion_allowed "
-                                                    "flag set."),
-    "hashicorp_vault.key_config.allow_plaintext_backup": ("boolean", "Transit key "
-                                                          "allow_plaintext_backup flag set."),
-    "hashicorp_vault.key_config.derived": ("boolean", "Transit key derived flag."),
-    "hashicorp_vault.key_config.min_decryption_version": ("long", "Transit "
-                                                          "min_decryption_version set."),
-    "hashicorp_vault.key_config.min_encryption_version": ("long", "Transit "
-                                                          "min_encryption_version set."),
-    "hashicorp_vault.key_config.auto_rotate_period": ("keyword", "Transit auto_rotate_period "
-                                                      "(when not HMAC'd)."),
+    k: v for k, v in schema.EXTRA_FIELDS.items() if k.startswith("hashicorp_vault.")
 }
 
 _RECORD_TYPES: Final[frozenset[str]] = frozenset(
