@@ -28,8 +28,11 @@ def _ts(base: datetime, i: int, n: int, days: int) -> datetime:
 
 def cloudtrail_record(rng: random.Random, t: datetime, i: int) -> dict[str, object]:
     acct = "111122223333"
-    key = f"{rng.randrange(40):08x}-1234-5678-9abc-def012345678"
-    role = f"app-role-{rng.randrange(25)}"
+    r = rng.randrange(25)
+    role = f"app-role-{r}"
+    # Each application uses its own two keys (plus a shared one): realistic graph fan-out.
+    k = (r * 2 + rng.randrange(2)) % 40 if rng.random() < 0.9 else 40
+    key = f"{k:08x}-1234-5678-9abc-def012345678"
     op = KMS_OPS[rng.randrange(len(KMS_OPS))]
     failed = rng.random() < 0.01
     rec: dict[str, object] = {
@@ -44,9 +47,10 @@ def cloudtrail_record(rng: random.Random, t: datetime, i: int) -> dict[str, obje
         "eventSource": "kms.amazonaws.com", "eventName": op, "awsRegion": "us-east-1",
         "sourceIPAddress": f"198.51.100.{rng.randrange(1, 250)}",
         "userAgent": "aws-sdk-go/1.44.0",
-        "requestParameters": {"keyId": f"arn:aws:kms:us-east-1:{acct}:key/{key}",
-                              "encryptionAlgorithm": "SYMMETRIC_DEFAULT",
-                              "encryptionContext": {"aws:s3:arn": f"arn:aws:s3:::bucket-{i % 9}/o"}},
+        "requestParameters": {
+            "keyId": f"arn:aws:kms:us-east-1:{acct}:key/{key}",
+            "encryptionAlgorithm": "SYMMETRIC_DEFAULT",
+            "encryptionContext": {"aws:s3:arn": f"arn:aws:s3:::bucket-{i % 9}/o"}},
         "responseElements": None,
         "requestID": f"req-{i:012d}", "eventID": f"evt-{i:012d}-0000-0000-000000000000",
         "readOnly": True,
@@ -62,10 +66,11 @@ def cloudtrail_record(rng: random.Random, t: datetime, i: int) -> dict[str, obje
 
 
 def azure_record(rng: random.Random, t: datetime, i: int) -> dict[str, object]:
-    vault = f"contoso-kv-{rng.randrange(5)}"
+    app = rng.randrange(30)
+    vault = f"contoso-kv-{app % 5}"
     op = AZ_OPS[rng.randrange(len(AZ_OPS))]
     kind = "secrets" if op == "SecretGet" else "keys"
-    oid = f"00000000-0000-0000-0000-{rng.randrange(30):012d}"
+    oid = f"00000000-0000-0000-0000-{app:012d}"
     return {
         "time": t.strftime("%Y-%m-%dT%H:%M:%S.0000000Z"),
         "category": "AuditEvent", "operationName": op, "operationVersion": "7.4",
@@ -77,7 +82,7 @@ def azure_record(rng: random.Random, t: datetime, i: int) -> dict[str, object]:
         "identity": {"claim": {"oid": oid, "appid": f"app-{oid[-4:]}",
                                "http://schemas.microsoft.com/identity/claims/tenantid":
                                "72f988bf-0000-0000-0000-000000000000"}},
-        "properties": {"id": f"https://{vault}.vault.azure.net/{kind}/k{rng.randrange(30)}/"
+        "properties": {"id": f"https://{vault}.vault.azure.net/{kind}/k{app + rng.randrange(2)}/"
                              f"0123456789abcdef0123456789abcdef",
                        "clientInfo": "azsdk-python-keyvault-keys/4.8.0", "httpStatusCode": 200,
                        "requestUri": f"https://{vault}.vault.azure.net/{kind}/x?api-version=7.4",
@@ -85,10 +90,14 @@ def azure_record(rng: random.Random, t: datetime, i: int) -> dict[str, object]:
     }
 
 
-def vault_pair(rng: random.Random, t: datetime, i: int) -> tuple[dict[str, object], dict[str, object]]:
+Record = dict[str, object]
+
+
+def vault_pair(rng: random.Random, t: datetime, i: int) -> tuple[Record, Record]:
     op = VAULT_OPS[rng.randrange(len(VAULT_OPS))]
-    key = f"app-key-{rng.randrange(20)}"
-    ent = f"ent-{rng.randrange(40):04d}"
+    e = rng.randrange(40)
+    key = f"app-key-{e // 2}"
+    ent = f"ent-{e:04d}"
     auth = {"client_token": "hmac-sha256:aa", "accessor": f"hmac-sha256:{ent}",
             "display_name": f"approle-{ent}", "policies": ["default", "transit-user"],
             "token_policies": ["default", "transit-user"], "entity_id": ent,

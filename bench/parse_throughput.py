@@ -18,10 +18,10 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.corpus import write_corpus  # noqa: E402
-from parsers.base import REGISTRY, ParseOptions  # noqa: E402
-from parsers.detect import parse_stream  # noqa: E402
-from parsers.schema import KeyEvent  # noqa: E402
+from bench.corpus import write_corpus
+from parsers.base import REGISTRY, ParseOptions
+from parsers.detect import parse_stream
+from parsers.schema import KeyEvent
 
 
 def raw_rate(blobs: list[bytes]) -> tuple[int, float]:
