@@ -86,7 +86,7 @@ def cmd_parse(args: argparse.Namespace, extra: list[str]) -> int:
     cfg = _load_config(args.config)
     parsers = REGISTRY.create_all(cfg.parse)
     out = sys.stdout
-    rows = []
+    rows: list[dict[str, Any]] = []
     for f in expand_inputs(args.paths):
         counts: Counter[str] = Counter()
         skipped: Counter[str] = Counter()

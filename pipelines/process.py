@@ -101,11 +101,11 @@ def _wants(ops: frozenset[str] | None, meta: DetectorMeta, ds: str, op: str) -> 
 def _rebase(outcomes: Iterator[ParseOutcome], base: int) -> Iterator[ParseOutcome]:
     """Offsets of a byte-range unit are relative to its start; make them absolute."""
     for o in outcomes:
-        if type(o) is KeyEvent:
+        if isinstance(o, KeyEvent):
             o.log_offset += base
             yield o
         else:
-            yield dataclasses.replace(o, offset=o.offset + base)  # type: ignore[type-var]
+            yield dataclasses.replace(o, offset=o.offset + base)
 
 
 class FileProcessor:

@@ -19,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.pipeline import Pipeline
+from apache_beam.metrics.metric import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.pvalue import AsList, TaggedOutput
+from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
+from apache_beam.transforms.combiners import ToList
 
 from detectors.base import merge_alerts
 from pipelines.config import KeytrailConfig
@@ -38,7 +41,7 @@ from pipelines.sources import InputFile, expand_inputs
 TAGS = ("key", "edge", "resource", "bucket", "alert")
 
 
-class ProcessFileFn(beam.DoFn):  # type: ignore[misc]
+class ProcessFileFn(beam.DoFn):
     """Runs FileProcessor on one input object; emits tagged, mergeable partials."""
 
     def __init__(self, out_dir: str, config: KeytrailConfig, total: int, progress: bool) -> None:
@@ -57,8 +60,8 @@ class ProcessFileFn(beam.DoFn):  # type: ignore[misc]
 
     def process(self, f: InputFile) -> Iterator[Any]:
         res = self.processor.process(f)
-        beam.metrics.Metrics.counter("keytrail", "events").inc(res.summary["events"])
-        beam.metrics.Metrics.counter("keytrail", "files").inc()
+        Metrics.counter("keytrail", "events").inc(res.summary["events"])
+        Metrics.counter("keytrail", "files").inc()
         self._done += 1
         self._events += res.summary["events"]
         if self.progress:
@@ -78,7 +81,7 @@ class ProcessFileFn(beam.DoFn):  # type: ignore[misc]
             yield TaggedOutput("alert", (aid, alert))
 
 
-class MergeFn(beam.CombineFn):  # type: ignore[misc]
+class MergeFn(beam.CombineFn):
     """Order-independent merge of partials that have a `merge` method (or alerts)."""
 
     def create_accumulator(self) -> Any:
@@ -102,7 +105,7 @@ class MergeFn(beam.CombineFn):  # type: ignore[misc]
         return acc
 
 
-class ParseAndAggregate(beam.PTransform):  # type: ignore[misc]
+class ParseAndAggregate(beam.PTransform):  # type: ignore[type-arg]
     def __init__(self, out_dir: str, config: KeytrailConfig, total: int, progress: bool):
         super().__init__()
         self.fn = ProcessFileFn(out_dir, config, total, progress)
@@ -113,7 +116,7 @@ class ParseAndAggregate(beam.PTransform):  # type: ignore[misc]
                 | "ParseFile" >> beam.ParDo(self.fn).with_outputs(*TAGS, main="files"))
 
 
-class MergePartials(beam.PTransform):  # type: ignore[misc]
+class MergePartials(beam.PTransform):  # type: ignore[type-arg]
     def __init__(self, tag: str) -> None:
         super().__init__()
         self.tag = tag
@@ -121,10 +124,10 @@ class MergePartials(beam.PTransform):  # type: ignore[misc]
     def expand(self, pcoll: Any) -> Any:
         return (pcoll
                 | f"Merge_{self.tag}" >> beam.CombinePerKey(MergeFn())
-                | f"All_{self.tag}" >> beam.combiners.ToList())
+                | f"All_{self.tag}" >> ToList())
 
 
-class FinalizeFn(beam.DoFn):  # type: ignore[misc]
+class FinalizeFn(beam.DoFn):
     def __init__(self, out_dir: str, config: KeytrailConfig, inputs: list[str],
                  shard_order: list[str]) -> None:
         self.out_dir = out_dir
@@ -154,14 +157,14 @@ def _flat(items: list[Any]) -> Iterator[tuple[Any, Any]]:
         yield (tuple(k) if isinstance(k, list) else k), v
 
 
-def make_pipeline(beam_args: list[str]) -> beam.Pipeline:
+def make_pipeline(beam_args: list[str]) -> Pipeline:
     """A Pipeline on the in-process runner unless --runner is given in beam_args."""
     options = PipelineOptions(beam_args)
     if any(a.startswith("--runner") for a in beam_args):
-        return beam.Pipeline(options=options)
-    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+        return Pipeline(options=options)
+    from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 
-    return beam.Pipeline(runner=FnApiRunner(), options=options)
+    return Pipeline(runner=FnApiRunner(), options=options)
 
 
 def prepare_out_dir(out: Path) -> None:
@@ -197,7 +200,7 @@ def run_batch(inputs: list[str], out_dir: str, config: KeytrailConfig | dict[str
              | "Finalize" >> beam.ParDo(
                  FinalizeFn(str(out), cfg, inputs, shard_order),
                  AsList(results.files),
-                 *(beam.pvalue.AsSingleton(merged[t]) for t in TAGS)))
+                 *(AsSingleton(merged[t]) for t in TAGS)))
     if progress:
         print(file=sys.stderr)
     import orjson

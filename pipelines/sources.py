@@ -115,7 +115,7 @@ def expand_inputs(inputs: list[str]) -> list[InputFile]:
 class _BoundedGzip(io.RawIOBase):
     """Streaming gzip (multi-member) decompression that refuses to exceed a size bound."""
 
-    def __init__(self, raw: IO[bytes], limit: int) -> None:
+    def __init__(self, raw: Any, limit: int) -> None:
         self._raw = raw
         self._limit = limit
         self._out = 0
@@ -163,7 +163,7 @@ class _BoundedGzip(io.RawIOBase):
 
 def open_input(f: InputFile, client: Any = None) -> IO[bytes]:
     """Open an input as a (decompressed) binary stream."""
-    raw: IO[bytes]
+    raw: Any
     try:
         if f.uri.startswith("s3://"):
             bucket, key = split_s3(f.uri)

@@ -140,7 +140,7 @@ def read_events(out_dir: Path) -> list[dict[str, Any]]:
     if not files:
         return []
     table = pa.concat_tables([pq.read_table(f) for f in files])
-    rows = table.to_pylist()
+    rows: list[dict[str, Any]] = table.to_pylist()
     for r in rows:
         ts = r.get("@timestamp")
         if ts is not None:

@@ -57,11 +57,11 @@ def make_sink(settings: SinkSettings, **kw: Any) -> SearchSink:
     """The engine sink for remote settings (`kw` tunes batching/retries, for tests)."""
     kw.setdefault("retry", RetryPolicy(max_retries=settings.max_retries))
     if settings.kind == "opensearch":
-        from pipelines.sinks.opensearch import OpenSearchSink  # noqa: PLC0415 - lazy client
+        from pipelines.sinks.opensearch import OpenSearchSink
 
         return OpenSearchSink(settings, **kw)
     if settings.kind == "elasticsearch":
-        from pipelines.sinks.elasticsearch import ElasticsearchSink  # noqa: PLC0415
+        from pipelines.sinks.elasticsearch import ElasticsearchSink
 
         return ElasticsearchSink(settings, **kw)
     raise KeytrailError(f"sink {settings.kind!r} is not a search engine; pass --sink "

@@ -133,6 +133,15 @@ def _install_roles(sink: SearchSink, opensearch: bool, prefix: str,
             resp = sink.request("PUT", base + name, body)
             if resp.status == 404:
                 raise EngineError("no security API", 404)
+        except RetriableError as exc:
+            if exc.status is None:
+                raise  # the engine went away: not a missing feature
+            # ES answers 500 security_exception when security is disabled.
+            out = _write_roles(roles, roles_out or Path("keytrail-roles"), opensearch)
+            lines.append(f"roles not installed: security unavailable (HTTP {exc.status}); "
+                         f"definitions written to {out}: apply them with your security "
+                         "tooling")
+            return lines
         except EngineError as exc:
             what = "security plugin" if opensearch else "security features"
             out = _write_roles(roles, roles_out or Path("keytrail-roles"), opensearch)
