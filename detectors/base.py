@@ -252,7 +252,8 @@ def merge_alerts(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out["keytrail.alert.evidence"] = sorted(
         ev.values(), key=lambda e: (e["@timestamp"], e["event.id"]))[:MAX_ALERT_EVIDENCE]
     rank = {s: i for i, s in enumerate(SEVERITIES)}
-    if rank.get(second["keytrail.alert.severity"], 0) > rank.get(first["keytrail.alert.severity"], 0):
+    sev_first = rank.get(first["keytrail.alert.severity"], 0)
+    if rank.get(second["keytrail.alert.severity"], 0) > sev_first:
         out["keytrail.alert.severity"] = second["keytrail.alert.severity"]
         out["event.severity_label"] = second["keytrail.alert.severity"]
     out["keytrail.alert.risk_score"] = max(a["keytrail.alert.risk_score"],

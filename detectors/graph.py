@@ -47,10 +47,8 @@ class EdgeAccumulator:
         if ev.outcome == "failure":
             self.failures += 1
         ts = ev.timestamp
-        if ts < self.first_seen:
-            self.first_seen = ts
-        if ts > self.last_seen:
-            self.last_seen = ts
+        self.first_seen = min(self.first_seen, ts)
+        self.last_seen = max(self.last_seen, ts)
         ip = ev.source_ip
         if ip and len(self.source_ips) < MAX_IPS:
             self.source_ips.add(ip)

@@ -9,6 +9,7 @@ as-of time.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from statistics import median
@@ -395,7 +396,7 @@ def build_inventory_record(
             rotation_status = "within_cryptoperiod"
     points = ([material_since] if material_since and known_start else []) + rotations
     intervals = [
-        (_parse_ts(b) - _parse_ts(a)).days for a, b in zip(points, points[1:], strict=False)
+        (_parse_ts(b) - _parse_ts(a)).days for a, b in itertools.pairwise(points)
     ]
     record: dict[str, Any] = {
         "inventory_id": stable_id("inventory", acc.uid),

@@ -168,3 +168,47 @@ def format_eval_table(result: dict[str, Any]) -> str:
         lines.append(f"  FP {fpa['rule.id']} {fpa['keytrail.alert.entity']} "
                      f"{fpa['keytrail.alert.first_seen']}")
     return "\n".join(lines) + "\n"
+
+
+def log_inputs(data_dir: str) -> list[str]:
+    """The generated log files/directories of a data dir (everything except labels.json)."""
+    return sorted(str(p) for p in Path(data_dir).iterdir() if p.name != "labels.json")
+
+
+def run_eval(data_dir: str | None, out_dir: str, seeds: list[int], days: int, scale: float,
+             config: Any = None) -> tuple[bool, str]:
+    """Generate (unless data_dir is given), run the real pipeline, score; (targets met, text).
+
+    Targets (issue 4): recall >= 0.95, precision >= 0.9, <= 1 FP per 100k benign events.
+    """
+    from pipelines.generate import generate
+    from pipelines.run import run_batch
+
+    runs = [(data_dir, None)] if data_dir else [
+        (str(Path(out_dir) / f"seed-{s}" / "logs"), s) for s in seeds]
+    texts: list[str] = []
+    ok = True
+    rows: list[tuple[str, dict[str, Any]]] = []
+    for ddir, seed in runs:
+        assert ddir is not None
+        if seed is not None:
+            generate(ddir, seed=seed, days=days, scale=scale)
+        store = str(Path(ddir).parent / "store") if seed is not None else str(
+            Path(out_dir) / "store")
+        run_batch(log_inputs(ddir), store, config)
+        alerts = [orjson.loads(line) for line in
+                  (Path(store) / "alerts.ndjson").read_bytes().splitlines() if line]
+        result = evaluate(ddir, alerts, load_labels(ddir))
+        t = result["totals"]
+        met = ((t["recall"] or 0) >= 0.95 and (t["precision"] or 0) >= 0.9
+               and (t["fp_per_100k_benign"] or 0) <= 1.0)
+        ok = ok and met
+        rows.append((ddir, t))
+        texts.append(format_eval_table(result))
+    summary = [f"{'run':50} {'alerts':>6} {'precision':>9} {'recall':>6} {'FP/100k':>8}"]
+    for ddir, t in rows:
+        summary.append(f"{ddir[-50:]:50} {t['alerts']:6d} {_f(t['precision']):>9} "
+                       f"{_f(t['recall']):>6} {_f(t['fp_per_100k_benign']):>8}")
+    summary.append("targets met" if ok else "TARGETS NOT MET (recall >= 0.95, precision >= 0.9, "
+                   "<= 1 FP per 100k benign events)")
+    return ok, "\n".join(texts) + "\n" + "\n".join(summary)
