@@ -185,11 +185,6 @@ def parse_config(raw: Any) -> KeytrailConfig:
 
 
 def _validate_detectors(section: dict[str, Any]) -> list[str]:
-    try:
-        from detectors import catalog
-    except ImportError:  # detectors catalog not available: nothing to validate against
-        return []
-    validate = getattr(catalog, "validate_tuning", None)
-    if validate is None:
-        return []
-    return list(validate(section))
+    from detectors.catalog import validate_tuning
+
+    return list(validate_tuning(section))

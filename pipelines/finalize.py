@@ -32,6 +32,7 @@ from detectors.graph import (
     edge_record,
     resource_record,
 )
+from dashboards.report import render_report
 from detectors.inventory import KeyAccumulator, build_inventory_record
 from pipelines.config import KeytrailConfig
 from pipelines.process import QUARANTINE_DIR, Detection
@@ -206,10 +207,6 @@ def write_local_store(out: Path, summary: dict[str, Any], inventory: list[dict[s
     write_json(out / "graph.json", {"edges": edges, "resource_edges": resources})
     (out / "graph.graphml").write_text(graphml(edges, resources), encoding="utf-8")
     write_json(out / "run_summary.json", summary)
-    try:
-        from dashboards.report import render_report
-    except ImportError:
-        return
     html = render_report(summary, inventory, edges, resources, alerts)
     (out / "report.html").write_text(html, encoding="utf-8")
 

@@ -220,8 +220,10 @@ class SearchSink(ABC):
                 self._send_batch(batch, report, dlq)
         finally:
             dlq.close()
-        if any(c.dead_lettered for c in report.families.values()):
+        lost = sum(c.dead_lettered for c in report.families.values())
+        if lost:
             report.dead_letter_path = str(dead_letter)
+            LOG.warning("%d documents dead-lettered to %s", lost, dead_letter)
         return report
 
     def _send_batch(self, batch: list[tuple[Action, bytes]], report: DeliveryReport,
@@ -292,7 +294,7 @@ class SearchSink(ABC):
         counts.failed += 1
         dlq.write(action, error, status, attempts)
         counts.dead_lettered += 1
-        LOG.warning("dead-lettered %s %s/%s: %s", action.family, action.index, action.id, error)
+        LOG.debug("dead-lettered %s %s/%s: %s", action.family, action.index, action.id, error)
 
     # --- read-back ----------------------------------------------------------------------
 

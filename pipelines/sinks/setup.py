@@ -84,7 +84,7 @@ def _install_ilm(sink: SearchSink, prefix: str, days: int) -> tuple[bool, str]:
         sink.request("PUT", f"/_ilm/policy/{policy_name(prefix)}", ilm_policy(days))
     except EngineError as exc:
         return False, (f"ILM unavailable (HTTP {exc.status}: {exc.reason[:120]}); event "
-                       "indices will not expire: delete old keytrail-events-YYYY.MM indices "
+                       f"indices {prefix}-events-* will not expire: delete old months "
                        "yourself")
     return True, f"ILM policy {policy_name(prefix)}: events deleted after {days} days"
 
@@ -94,9 +94,9 @@ def _install_ism(sink: SearchSink, prefix: str, days: int) -> tuple[bool, str]:
     try:
         cur = sink.request("GET", path)
     except EngineError as exc:
-        return False, _no_ism(exc.reason)
+        return False, _no_ism(prefix, exc.status)
     if cur.status == 404 and not _is_missing_doc(cur.body):
-        return False, _no_ism("no _plugins/_ism endpoint")
+        return False, _no_ism(prefix, 404)
     params: dict[str, str] | None = None
     if cur.status != 404 and isinstance(cur.body, dict) and "_seq_no" in cur.body:
         params = {"if_seq_no": str(cur.body["_seq_no"]),
@@ -104,7 +104,7 @@ def _install_ism(sink: SearchSink, prefix: str, days: int) -> tuple[bool, str]:
     try:
         sink.request("PUT", path, ism_policy(prefix, days), params)
     except EngineError as exc:
-        return False, _no_ism(exc.reason)
+        return False, _no_ism(prefix, exc.status)
     return True, f"ISM policy {policy_name(prefix)}: events deleted after {days} days"
 
 
@@ -117,10 +117,10 @@ def _is_missing_doc(body: Any) -> bool:
     return "not found" in text.lower() and "no handler" not in text.lower()
 
 
-def _no_ism(reason: str) -> str:
-    return (f"ISM unavailable ({reason[:120]}): the index-management plugin is not "
-            "installed; event indices will not expire: install opensearch-index-management "
-            "or delete old keytrail-events-YYYY.MM indices yourself")
+def _no_ism(prefix: str, status: int | None) -> str:
+    return (f"ISM unavailable (HTTP {status} on _plugins/_ism: the index-management plugin "
+            f"is not installed); event indices {prefix}-events-* will not expire: install "
+            "opensearch-index-management and re-run setup, or delete old months yourself")
 
 
 def _install_roles(sink: SearchSink, opensearch: bool, prefix: str,
