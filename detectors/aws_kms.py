@@ -47,6 +47,7 @@ class KmsKeyDisabledOrDeletionScheduled(EventDetector):
     """A customer key was disabled or scheduled for deletion (data becomes unreadable)."""
 
     id: ClassVar[str] = "kms_key_disabled_or_deletion_scheduled"
+    operations: ClassVar[frozenset[str] | None] = frozenset({"disable", "schedule_deletion"})
 
     def match(self, ev: KeyEvent) -> Finding | None:
         if not _ok(ev, "DisableKey", "ScheduleKeyDeletion"):
@@ -69,6 +70,7 @@ class KmsImportedKeyMaterialChanged(WindowDetector):
     """
 
     id: ClassVar[str] = "kms_imported_key_material_changed"
+    operations: ClassVar[frozenset[str] | None] = frozenset({"import", "destroy", "create"})
     bucket_seconds: ClassVar[int] = 3600
 
     @classmethod
@@ -127,6 +129,7 @@ class KmsKeyPolicyChanged(EventDetector):
     """The key policy was replaced (without opening it; see kms_key_policy_opened)."""
 
     id: ClassVar[str] = "kms_key_policy_changed"
+    operations: ClassVar[frozenset[str] | None] = frozenset({"update_policy"})
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:
@@ -147,6 +150,7 @@ class KmsKeyPolicyOpened(EventDetector):
     """A key policy now allows Principal '*' or principals of other accounts."""
 
     id: ClassVar[str] = "kms_key_policy_opened"
+    operations: ClassVar[frozenset[str] | None] = frozenset({"update_policy", "create"})
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:
@@ -187,6 +191,7 @@ class KmsGrantToUnexpectedPrincipal(EventDetector):
     """A grant gives another account, '*' or a non-allow-listed principal use of the key."""
 
     id: ClassVar[str] = "kms_grant_to_unexpected_principal"
+    operations: ClassVar[frozenset[str] | None] = frozenset({"grant"})
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:
@@ -216,6 +221,8 @@ class KmsCrossAccountKeyEncryption(EventDetector):
     """Data in this account encrypted under a key owned by another account (ransomware)."""
 
     id: ClassVar[str] = "kms_cross_account_key_encryption"
+    operations: ClassVar[frozenset[str] | None] = frozenset(
+        {"encrypt", "reencrypt", "generate_data_key"})
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:

@@ -70,6 +70,7 @@ class AkvObjectPurged(EventDetector):
     """A deleted key, secret, certificate or vault was purged (permanently destroyed)."""
 
     id: ClassVar[str] = "akv_object_purged"
+    operations: ClassVar[frozenset[str] | None] = frozenset({"purge"})
 
     def match(self, ev: KeyEvent) -> Finding | None:
         if not _akv(ev) or ev.outcome != "success" or ev.operation != "purge":

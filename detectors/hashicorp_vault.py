@@ -125,6 +125,7 @@ class VaultTransitKeyExported(EventDetector):
     """Transit key material was exported or backed up (leaves Vault)."""
 
     id: ClassVar[str] = "vault_transit_key_exported"
+    operations: ClassVar[frozenset[str] | None] = frozenset({"export", "backup"})
 
     def match(self, ev: KeyEvent) -> Finding | None:
         if not _vault(ev) or ev.outcome != "success":
@@ -143,6 +144,7 @@ class VaultTransitKeyDeleted(EventDetector):
     """A transit key was deleted (all ciphertext under it becomes unreadable)."""
 
     id: ClassVar[str] = "vault_transit_key_deleted"
+    operations: ClassVar[frozenset[str] | None] = frozenset({"destroy", "purge"})
 
     def match(self, ev: KeyEvent) -> Finding | None:
         if not _vault(ev) or ev.outcome != "success" or ev.key_provider != "vault_transit":

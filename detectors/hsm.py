@@ -37,6 +37,7 @@ class HsmKeyExtraction(EventDetector):
     """A key left the HSM: wrapped out, exported or extracted."""
 
     id: ClassVar[str] = "hsm_key_extraction"
+    operations: ClassVar[frozenset[str] | None] = frozenset({"export", "wrap"})
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:
@@ -118,6 +119,7 @@ class HsmLoginFailures(WindowDetector):
     """Repeated login failures for one HSM user (password guessing, lockout)."""
 
     id: ClassVar[str] = "hsm_login_failures"
+    operations: ClassVar[frozenset[str] | None] = frozenset({"login"})
     bucket_seconds: ClassVar[int] = 60
 
     @classmethod

@@ -16,6 +16,7 @@ from xml.sax.saxutils import escape as xml_escape
 
 import orjson
 
+from dashboards.report import render_report
 from detectors.base import (
     Bucket,
     DetectorMeta,
@@ -32,7 +33,6 @@ from detectors.graph import (
     edge_record,
     resource_record,
 )
-from dashboards.report import render_report
 from detectors.inventory import KeyAccumulator, build_inventory_record
 from pipelines.config import KeytrailConfig
 from pipelines.process import QUARANTINE_DIR, Detection
@@ -103,6 +103,22 @@ def build_outputs(
         if a["keytrail.alert.severity"] in SEVERITY_ORDER else 9,
         a["keytrail.alert.first_seen"], a["keytrail.alert.id"]))
     return inventory, edge_rows, res_rows, alert_rows
+
+
+def finalize_state(
+    st: Any,
+    config: KeytrailConfig,
+    detection: Detection | None,
+    inventory_detectors: list[tuple[InventoryDetector, DetectorMeta]],
+    inputs: list[str],
+) -> tuple[dict[str, Any], tuple[list[dict[str, Any]], ...]]:
+    """A merged RunState -> (run summary, (inventory, edges, resource edges, alerts))."""
+    as_of = resolve_as_of(config, st.max_ts)
+    outputs = build_outputs(st.keys, st.edges, st.resources, st.buckets, st.alerts, config,
+                            detection, inventory_detectors, as_of)
+    files = sorted(st.files.values(), key=lambda f: (f["path"], f.get("unit", "")))
+    summary = summarize(files, *outputs, as_of, inputs)
+    return summary, outputs
 
 
 def graphml(edges: list[dict[str, Any]], resources: list[dict[str, Any]]) -> str:

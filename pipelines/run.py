@@ -1,9 +1,11 @@
 """`keytrail run`: the bounded Beam pipeline from raw logs to the local store.
 
 Stages (each one named composite PTransform):
-  ParseAndAggregate  input objects -> per-file partials (events are written to Parquet
-                     shards inside the stage, so memory never holds the event stream)
-  MergePartials      CombinePerKey over keys, edges, resources, detector buckets, alerts
+  ParseAndAggregate  input objects -> one mergeable FileResult per object (events are
+                     written to Parquet shards inside the stage, so memory never holds
+                     the event stream)
+  MergePartials      CombineGlobally into one RunState (keys, edges, resources, detector
+                     buckets, alerts, accounting); combiner lifting merges per bundle
   Finalize           inventory, graph, window/inventory detectors, local store, report
 The default runner is Beam's in-process FnApiRunner, chosen explicitly so a default run
 never tries to download a runner binary; any other Beam runner is passed through unchanged.
@@ -19,30 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.pipeline import Pipeline
 from apache_beam.metrics.metric import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
-from apache_beam.transforms.combiners import ToList
+from apache_beam.pipeline import Pipeline
 
-from detectors.base import merge_alerts
 from pipelines.config import KeytrailConfig
 from pipelines.detection import load_detection
-from pipelines.finalize import (
-    build_outputs,
-    merge_quarantine,
-    resolve_as_of,
-    summarize,
-    write_local_store,
-)
-from pipelines.process import EVENTS_DIR, QUARANTINE_DIR, FileProcessor, shard_name
+from pipelines.finalize import finalize_state, merge_quarantine, write_local_store
+from pipelines.process import EVENTS_DIR, QUARANTINE_DIR, FileProcessor, FileResult, shard_name
 from pipelines.sources import InputFile, expand_inputs
-
-TAGS = ("key", "edge", "resource", "bucket", "alert")
+from pipelines.state import RunState
 
 
 class ProcessFileFn(beam.DoFn):
-    """Runs FileProcessor on one input object; emits tagged, mergeable partials."""
+    """Runs FileProcessor on one input object; emits its mergeable FileResult."""
 
     def __init__(self, out_dir: str, config: KeytrailConfig, total: int, progress: bool) -> None:
         self.out_dir = out_dir
@@ -58,7 +50,7 @@ class ProcessFileFn(beam.DoFn):
                                        load_detection(self.config)[0])
         self._t0 = time.monotonic()
 
-    def process(self, f: InputFile) -> Iterator[Any]:
+    def process(self, f: InputFile) -> Iterator[FileResult]:
         res = self.processor.process(f)
         Metrics.counter("keytrail", "events").inc(res.summary["events"])
         Metrics.counter("keytrail", "files").inc()
@@ -68,44 +60,31 @@ class ProcessFileFn(beam.DoFn):
             rate = self._events / max(time.monotonic() - self._t0, 1e-6)
             print(f"\r[{self._done}/{self.total}] {self._events:,} events ({rate:,.0f}/s) "
                   f"{f.uri[-50:]:<50}", end="", file=sys.stderr, flush=True)
-        yield {"summary": res.summary, "max_ts": res.max_ts}
-        for uid, acc in res.keys.items():
-            yield TaggedOutput("key", (uid, acc))
-        for ek, ea in res.edges.items():
-            yield TaggedOutput("edge", (ek, ea))
-        for rk, ra in res.resources.items():
-            yield TaggedOutput("resource", (rk, ra))
-        for bk, b in res.buckets.items():
-            yield TaggedOutput("bucket", (bk, b))
-        for aid, alert in res.alerts.items():
-            yield TaggedOutput("alert", (aid, alert))
+        yield res
 
 
-class MergeFn(beam.CombineFn):
-    """Order-independent merge of partials that have a `merge` method (or alerts)."""
+class MergeResultsFn(beam.CombineFn):
+    """Order-independent merge of per-file results into one RunState."""
 
-    def create_accumulator(self) -> Any:
-        return None
+    def create_accumulator(self) -> RunState:
+        return RunState()
 
-    def add_input(self, acc: Any, item: Any) -> Any:
-        if acc is None:
-            return item
-        if isinstance(acc, dict):
-            return merge_alerts(acc, item)
-        return acc.merge(item)
+    def add_input(self, acc: RunState, res: FileResult) -> RunState:
+        return acc.absorb(res)
 
-    def merge_accumulators(self, accs: Iterable[Any]) -> Any:
-        out = None
+    def merge_accumulators(self, accs: Iterable[RunState]) -> RunState:
+        out = RunState()
         for a in accs:
-            if a is not None:
-                out = self.add_input(out, a)
+            out.absorb(a)
         return out
 
-    def extract_output(self, acc: Any) -> Any:
+    def extract_output(self, acc: RunState) -> RunState:
         return acc
 
 
 class ParseAndAggregate(beam.PTransform):  # type: ignore[type-arg]
+    """Input objects -> one FileResult per object (events go to Parquet shards here)."""
+
     def __init__(self, out_dir: str, config: KeytrailConfig, total: int, progress: bool):
         super().__init__()
         self.fn = ProcessFileFn(out_dir, config, total, progress)
@@ -113,21 +92,19 @@ class ParseAndAggregate(beam.PTransform):  # type: ignore[type-arg]
     def expand(self, files: Any) -> Any:
         return (files
                 | "Spread" >> beam.Reshuffle()
-                | "ParseFile" >> beam.ParDo(self.fn).with_outputs(*TAGS, main="files"))
+                | "ParseFile" >> beam.ParDo(self.fn))
 
 
 class MergePartials(beam.PTransform):  # type: ignore[type-arg]
-    def __init__(self, tag: str) -> None:
-        super().__init__()
-        self.tag = tag
+    """FileResults -> the single merged RunState (keys, edges, buckets, alerts, accounting)."""
 
-    def expand(self, pcoll: Any) -> Any:
-        return (pcoll
-                | f"Merge_{self.tag}" >> beam.CombinePerKey(MergeFn())
-                | f"All_{self.tag}" >> ToList())
+    def expand(self, results: Any) -> Any:
+        return results | "MergeAll" >> beam.CombineGlobally(MergeResultsFn())
 
 
 class FinalizeFn(beam.DoFn):
+    """Merged state -> inventory, graph, alerts and every file of the local store."""
+
     def __init__(self, out_dir: str, config: KeytrailConfig, inputs: list[str],
                  shard_order: list[str]) -> None:
         self.out_dir = out_dir
@@ -135,26 +112,14 @@ class FinalizeFn(beam.DoFn):
         self.inputs = inputs
         self.shard_order = shard_order
 
-    def process(self, _: Any, files: list[dict[str, Any]], keys: list[Any], edges: list[Any],
-                resources: list[Any], buckets: list[Any], alerts: list[Any]) -> Iterator[Any]:
+    def process(self, st: RunState) -> Iterator[dict[str, Any]]:
         out = Path(self.out_dir)
         detection, inventory_dets = load_detection(self.config)
-        file_rows = sorted((f["summary"] for f in files), key=lambda s: s["path"])
-        max_ts = max((f["max_ts"] for f in files if f["max_ts"]), default=None)
-        as_of = resolve_as_of(self.config, max_ts)
-        inventory, edge_rows, res_rows, alert_rows = build_outputs(
-            dict(_flat(keys)), dict(_flat(edges)), dict(_flat(resources)), dict(_flat(buckets)),
-            dict(_flat(alerts)), self.config, detection, inventory_dets, as_of)
+        summary, outputs = finalize_state(st, self.config, detection, inventory_dets,
+                                          self.inputs)
         merge_quarantine(out, self.shard_order)
-        summary = summarize(file_rows, inventory, edge_rows, res_rows, alert_rows, as_of,
-                            self.inputs)
-        write_local_store(out, summary, inventory, edge_rows, res_rows, alert_rows)
+        write_local_store(out, summary, *outputs)
         yield summary
-
-
-def _flat(items: list[Any]) -> Iterator[tuple[Any, Any]]:
-    for k, v in items:
-        yield (tuple(k) if isinstance(k, list) else k), v
 
 
 def make_pipeline(beam_args: list[str]) -> Pipeline:
@@ -191,16 +156,11 @@ def run_batch(inputs: list[str], out_dir: str, config: KeytrailConfig | dict[str
     load_detection(cfg)  # validate detector tuning before starting workers
     shard_order = [shard_name(f.uri) for f in files]
     with make_pipeline(beam_args or []) as p:
-        results = (p
-                   | "Inputs" >> beam.Create(files)
-                   | "ParseAndAggregate" >> ParseAndAggregate(str(out), cfg, len(files), progress))
-        merged = {t: results[t] | f"MergePartials_{t}" >> MergePartials(t) for t in TAGS}
         _ = (p
-             | "Once" >> beam.Create([None])
-             | "Finalize" >> beam.ParDo(
-                 FinalizeFn(str(out), cfg, inputs, shard_order),
-                 AsList(results.files),
-                 *(AsSingleton(merged[t]) for t in TAGS)))
+             | "Inputs" >> beam.Create(files)
+             | "ParseAndAggregate" >> ParseAndAggregate(str(out), cfg, len(files), progress)
+             | "MergePartials" >> MergePartials()
+             | "Finalize" >> beam.ParDo(FinalizeFn(str(out), cfg, inputs, shard_order)))
     if progress:
         print(file=sys.stderr)
     import orjson

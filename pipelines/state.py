@@ -37,8 +37,8 @@ class RunState:
     delivered: dict[str, str] = field(default_factory=dict)  # doc id -> content hash
     cycle: int = 0
 
-    def absorb(self, res: FileResult) -> None:
-        """Merge one unit's partials (the unit must not have been absorbed before)."""
+    def absorb(self, res: FileResult | RunState) -> RunState:
+        """Merge one unit's partials, or another state's (each unit absorbed only once)."""
         for uid, acc in res.keys.items():
             cur = self.keys.get(uid)
             self.keys[uid] = acc if cur is None else cur.merge(acc)
@@ -54,9 +54,13 @@ class RunState:
         for aid, a in res.alerts.items():
             cur_a = self.alerts.get(aid)
             self.alerts[aid] = a if cur_a is None else merge_alerts(cur_a, a)
-        self.files[res.summary.get("unit", res.summary["path"])] = res.summary
+        if isinstance(res, RunState):
+            self.files.update(res.files)
+        else:
+            self.files[res.summary.get("unit", res.summary["path"])] = res.summary
         if res.max_ts and (self.max_ts is None or res.max_ts > self.max_ts):
             self.max_ts = res.max_ts
+        return self
 
 
 def _key_to_json(a: KeyAccumulator) -> dict[str, Any]:

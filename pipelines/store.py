@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from parsers.schema import FIELDS, KeyEvent
@@ -86,7 +87,10 @@ class EventShardWriter:
         for spec, values in zip(_EVENT_SPECS, columns, strict=True):
             values = list(values)
             if spec.name == "@timestamp":
-                arr = pa.array(values, pa.string()).cast(pa.timestamp("ms", tz="UTC"))
+                # Casting 'YYYY-MM-DDTHH:MM:SS.mmmZ' with a zone is ~100x slower in Arrow
+                # than casting the naive prefix and then attaching UTC.
+                naive = pc.utf8_slice_codeunits(pa.array(values, pa.string()), 0, 23)
+                arr = naive.cast(pa.timestamp("ms")).cast(pa.timestamp("ms", tz="UTC"))
             else:
                 t = _ARROW_TYPES[spec.type]
                 arr = pa.array(values, pa.list_(t) if spec.array else t)

@@ -28,13 +28,7 @@ from parsers.base import KeytrailError
 from parsers.timeutil import to_epoch_ms
 from pipelines.config import KeytrailConfig
 from pipelines.detection import load_detection
-from pipelines.finalize import (
-    build_outputs,
-    merge_quarantine,
-    resolve_as_of,
-    summarize,
-    write_local_store,
-)
+from pipelines.finalize import finalize_state, merge_quarantine, write_local_store
 from pipelines.process import FileProcessor, FileResult
 from pipelines.sources import GZIP_MAGIC, SKIP_NAMES, InputFile, list_s3, s3_client
 from pipelines.state import RunState, commit_state, read_state
@@ -258,14 +252,10 @@ class Watcher:
             results.append(res)
         dead = 0
         if results or st.cycle == 0:
-            as_of = resolve_as_of(self.config, st.max_ts)
-            inventory, edges, resources, alerts = build_outputs(
-                st.keys, st.edges, st.resources, st.buckets, st.alerts, self.config,
-                self.detection, self.inventory_dets, as_of)
+            summary, (inventory, edges, resources, alerts) = finalize_state(
+                st, self.config, self.detection, self.inventory_dets,
+                [s.name for s in self.sources])
             merge_quarantine(self.out, sorted(_shards(self.out)), keep_shards=True)
-            files = [st.files[k] for k in sorted(st.files)]
-            summary = summarize(files, inventory, edges, resources, alerts, as_of,
-                                [s.name for s in self.sources])
             counts = self.sink.deliver(self.out, results, summary, inventory, edges, resources,
                                        alerts, st.delivered)
             dead = counts.get("dead_lettered", 0)

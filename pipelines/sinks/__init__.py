@@ -8,6 +8,7 @@ and `read_alerts`; everything engine-specific stays behind `make_sink`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,8 @@ from pipelines.sinks.documents import (
 )
 from pipelines.sinks.engine import (
     DeliveryReport,
+    EngineError,
+    RetriableError,
     RetryPolicy,
     SearchSink,
     SinkError,
@@ -99,9 +102,17 @@ def deliver(out_dir: str, args_or_cfg: Any, **kw: Any) -> dict[str, Any]:
                             f"{settings.url}' first")
         dlq = Path(settings.dead_letter) if settings.dead_letter else out / DEAD_LETTER_NAME
         report = sink.deliver(store_actions(out, settings.prefix), dlq)
+        _refresh(sink, settings.prefix)
     finally:
         sink.close()
     return report.as_dict()
+
+
+def _refresh(sink: SearchSink, prefix: str) -> None:
+    """Make the run searchable at once for auditors (best effort: a least-privilege
+    writer may lack the refresh privilege, and the engine refreshes within a second)."""
+    with contextlib.suppress(EngineError, RetriableError):
+        sink.request("POST", f"/{prefix}-*/_refresh")
 
 
 def replay(dlq_path: str | Path, sink: SearchSink) -> dict[str, Any]:
