@@ -83,7 +83,8 @@ def _install_ilm(sink: SearchSink, prefix: str, days: int) -> tuple[bool, str]:
     try:
         sink.request("PUT", f"/_ilm/policy/{policy_name(prefix)}", ilm_policy(days))
     except EngineError as exc:
-        return False, (f"ILM unavailable (HTTP {exc.status}: {exc.reason[:120]}); event "
+        return False, (f"ILM unavailable (HTTP {exc.status}: no _ilm API, license or "
+                       "privilege on this cluster); event "
                        f"indices {prefix}-events-* will not expire: delete old months "
                        "yourself")
     return True, f"ILM policy {policy_name(prefix)}: events deleted after {days} days"
