@@ -39,9 +39,13 @@ def _load_config(path: str | None) -> Any:
 
 
 def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    from pipelines import sinks
     from pipelines.run import run_batch
+    from pipelines.store import write_json
 
     cfg = _load_config(args.config)
+    args.config = cfg
+    sinks.preflight(args)
     beam_args = list(extra)
     if args.runner:
         beam_args.insert(0, f"--runner={args.runner}")
@@ -52,6 +56,10 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     inputs = args.inputs or default_inputs()
     progress = not args.quiet and sys.stderr.isatty()
     summary = run_batch(inputs, args.out, cfg, beam_args, progress=progress)
+    delivered = sinks.deliver(args.out, args)
+    if delivered:
+        summary["sink"] = delivered
+        write_json(Path(args.out) / "run_summary.json", summary)
     if not args.quiet:
         print(render_summary(summary, args.out))
     return 0
@@ -73,7 +81,16 @@ def render_summary(s: dict[str, Any], out: str) -> str:
     if t["quarantined"]:
         lines.append("  quarantined: " + ", ".join(f"{k} {v}" for k, v in t["quarantined"].items())
                      + f" (see {out}/quarantine.ndjson)")
-    lines.append(f"  output:      {out}/ (report.html, inventory, edges, alerts, run_summary.json)")
+    for family, c in sorted((s.get("sink") or {}).items()):
+        if isinstance(c, dict):
+            lines.append(f"  sink {family + ':':<8} {c.get('indexed', 0):,} indexed, "
+                         f"{c.get('updated', 0):,} updated, {c.get('failed', 0):,} failed, "
+                         f"{c.get('dead_lettered', 0):,} dead-lettered")
+    if (s.get("sink") or {}).get("dead_letter_path"):
+        lines.append(f"  dead letters: {s['sink']['dead_letter_path']} "
+                     "(send again with 'keytrail replay')")
+    lines.append(f"  output:      {out}/ (report.html, inventory, edges, alerts, "
+                 "run_summary.json)")
     return "\n".join(lines)
 
 
@@ -133,8 +150,19 @@ def _read_store(out: str, name: str) -> Any:
     return orjson.loads(p.read_bytes())
 
 
+def _remote(args: argparse.Namespace) -> bool:
+    from pipelines.sinks.settings import resolve
+
+    return resolve(args).remote
+
+
 def cmd_inventory(args: argparse.Namespace, extra: list[str]) -> int:
-    inv = _read_store(args.out, "inventory.json")
+    if _remote(args):
+        from pipelines import sinks
+
+        inv = sinks.read_inventory(args)
+    else:
+        inv = _read_store(args.out, "inventory.json")
     from dashboards import exports
 
     inv = exports.filter_inventory(inv, overdue=args.overdue, state=args.state,
@@ -153,10 +181,15 @@ def cmd_inventory(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_alerts(args: argparse.Namespace, extra: list[str]) -> int:
-    p = Path(args.out) / "alerts.ndjson"
-    if not p.exists():
-        raise KeytrailError(f"{p} not found: run 'keytrail run --out {args.out}' first")
-    rows = [orjson.loads(line) for line in p.read_bytes().splitlines() if line.strip()]
+    if _remote(args):
+        from pipelines import sinks
+
+        rows = sinks.read_alerts(args)
+    else:
+        p = Path(args.out) / "alerts.ndjson"
+        if not p.exists():
+            raise KeytrailError(f"{p} not found: run 'keytrail run --out {args.out}' first")
+        rows = [orjson.loads(line) for line in p.read_bytes().splitlines() if line.strip()]
     if args.severity:
         rows = [a for a in rows if a["keytrail.alert.severity"] == args.severity]
     if args.rule:
@@ -212,12 +245,22 @@ def cmd_watch(args: argparse.Namespace, extra: list[str]) -> int:
 
     cfg = _load_config(args.config)
     sources = make_sources(args.sources, args.settle, args.start_after)
-    w = Watcher(sources, args.out, args.state, cfg, interval=args.interval, quiet=args.quiet)
+    args.config = cfg
+    from pipelines import sinks
+    from pipelines.watch import SearchWatchSink
+
+    sinks.preflight(args)
+    sink = SearchWatchSink(args) if _remote(args) else None
+    w = Watcher(sources, args.out, args.state, cfg, interval=args.interval, quiet=args.quiet,
+                **({"sink": sink} if sink else {}))
     w.run(once=args.once)
     return 0
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int]]]:
+    from pipelines.sinks import add_cli
+    from pipelines.sinks.settings import sink_options
+
     ap = _Parser(prog="keytrail", description="Key-management audit logs -> key inventory, "
                  "usage graph and alerts.")
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -230,6 +273,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int
     r.add_argument("--runner", help="Beam runner (default: in-process); other Beam options "
                    "such as --flink_master=... are passed through")
     r.add_argument("-q", "--quiet", action="store_true")
+    sink_options(r)
     handlers["run"] = cmd_run
 
     w = sub.add_parser("watch", help="follow directories, growing files and s3:// prefixes")
@@ -243,6 +287,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int
     w.add_argument("--once", action="store_true", help="run one cycle and exit")
     w.add_argument("--config")
     w.add_argument("-q", "--quiet", action="store_true")
+    sink_options(w)
     handlers["watch"] = cmd_watch
 
     p = sub.add_parser("parse", help="parse files and print normalized events + accounting")
@@ -259,6 +304,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int
     i.add_argument("--state")
     i.add_argument("--provider")
     i.add_argument("--kind")
+    i.add_argument("--config")
+    sink_options(i)
     handlers["inventory"] = cmd_inventory
 
     a = sub.add_parser("alerts", help="show alerts of a run")
@@ -266,6 +313,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int
     a.add_argument("--severity", choices=["low", "medium", "high", "critical"])
     a.add_argument("--rule")
     a.add_argument("--json", action="store_true")
+    a.add_argument("--config")
+    sink_options(a)
     handlers["alerts"] = cmd_alerts
 
     d = sub.add_parser("detectors", help="list, show or test detectors")
@@ -288,6 +337,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int
     e.add_argument("--scale", type=float, default=0.3)
     e.add_argument("--config")
     handlers["eval"] = cmd_eval
+    add_cli(sub, handlers)
     return ap, handlers
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import operator
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -138,21 +138,29 @@ def write_table(path: Path, rows: list[dict[str, Any]], nested: tuple[str, ...] 
     os.replace(tmp, path)
 
 
+EVENT_READ_BATCH: Final[int] = 10_000
+
+
+def iter_event_rows(out_dir: Path, shards: Iterable[Path] | None = None
+                    ) -> Iterator[dict[str, Any]]:
+    """Events of a local store (or of the given shards) as flat dicts, batch by batch."""
+    paths = sorted((out_dir / "events").glob("*.parquet")) if shards is None else sorted(shards)
+    for shard in paths:
+        pf = pq.ParquetFile(shard)
+        for batch in pf.iter_batches(batch_size=EVENT_READ_BATCH):
+            for r in batch.to_pylist():
+                ts = r.get("@timestamp")
+                if ts is not None:
+                    r["@timestamp"] = (ts.strftime("%Y-%m-%dT%H:%M:%S.")
+                                       + f"{ts.microsecond // 1000:03d}Z")
+                extra = r.pop("extra", None)
+                if extra:
+                    r.update(orjson.loads(extra))
+                yield {k: v for k, v in r.items() if v is not None and v != []}
+
+
 def read_events(out_dir: Path) -> list[dict[str, Any]]:
     """All events of a local store as flat dicts, sorted by (@timestamp, event.id)."""
-    files = sorted((out_dir / "events").glob("*.parquet"))
-    if not files:
-        return []
-    table = pa.concat_tables([pq.read_table(f) for f in files])
-    rows: list[dict[str, Any]] = table.to_pylist()
-    for r in rows:
-        ts = r.get("@timestamp")
-        if ts is not None:
-            r["@timestamp"] = ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
-        extra = r.pop("extra", None)
-        if extra:
-            r.update(orjson.loads(extra))
-        for k in [k for k, v in r.items() if v is None or v == []]:
-            del r[k]
+    rows = list(iter_event_rows(out_dir))
     rows.sort(key=lambda r: (r["@timestamp"], r["event.id"]))
     return rows

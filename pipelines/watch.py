@@ -191,6 +191,34 @@ class LocalWatchSink:
         return {"dead_lettered": 0}
 
 
+class SearchWatchSink:
+    """Elasticsearch / OpenSearch: the cycle's new event shards plus the derived records.
+
+    Documents carry deterministic _ids, so a cycle replayed after a crash overwrites what
+    it wrote before; anything the engine still refuses is dead-lettered, never dropped.
+    """
+
+    def __init__(self, args: Any) -> None:
+        self.args = args
+        self.local = LocalWatchSink()
+
+    def deliver(self, out: Path, results: list[FileResult], summary: dict[str, Any],
+                inventory: list[dict[str, Any]], edges: list[dict[str, Any]],
+                resources: list[dict[str, Any]], alerts: list[dict[str, Any]],
+                delivered: dict[str, str]) -> dict[str, int]:
+        from pipelines import sinks
+        from pipelines.process import EVENTS_DIR, shard_name
+
+        self.local.deliver(out, results, summary, inventory, edges, resources, alerts,
+                           delivered)
+        shards = [out / EVENTS_DIR / f"part-{shard_name(r.summary.get('unit', r.summary['path']))}"
+                  ".parquet" for r in results if r.summary["events"]]
+        report = sinks.deliver(str(out), self.args, shards=shards)
+        dead = sum(int(c.get("dead_lettered", 0)) for c in report.values()
+                   if isinstance(c, dict))
+        return {"dead_lettered": dead}
+
+
 @dataclass
 class WatchMetrics:
     cycle: int

@@ -17,9 +17,9 @@ import pytest
 
 from dashboards.fields import FAMILIES, family_mapping
 from pipelines import sinks
-from pipelines.sinks.documents import iter_event_rows
 from pipelines.sinks.settings import SinkSettings
 from pipelines.sinks.setup import install
+from pipelines.store import iter_event_rows
 from tests.recording_server import Recorded, RecordingServer
 from tests.sink_helpers import local_store
 

@@ -20,9 +20,10 @@ import pytest
 from dashboards.fields import FAMILIES, family_mapping, index_name
 from parsers.base import KeytrailError
 from pipelines import sinks
-from pipelines.sinks.documents import Action, iter_event_rows, store_actions
+from pipelines.sinks.documents import Action, store_actions
 from pipelines.sinks.engine import RetryPolicy, SearchSink
 from pipelines.sinks.settings import SinkSettings
+from pipelines.store import iter_event_rows
 from tests.sink_helpers import local_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]

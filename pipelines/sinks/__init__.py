@@ -81,7 +81,25 @@ def _open(args_or_cfg: Any, **kw: Any) -> tuple[SinkSettings, SearchSink]:
     return settings, sink
 
 
-def deliver(out_dir: str, args_or_cfg: Any, **kw: Any) -> dict[str, Any]:
+def preflight(args_or_cfg: Any) -> None:
+    """Fail fast, before a long run, when the configured engine is unreachable or not set up."""
+    settings = resolve(args_or_cfg)
+    if not settings.remote:
+        return
+    sink = make_sink(settings)
+    try:
+        sink.check()
+        missing = missing_templates(sink)
+        if missing:
+            raise SinkError(f"index template {missing[0]} is not installed on {settings.url}: "
+                            f"run 'keytrail setup --sink {settings.kind} --sink-url "
+                            f"{settings.url}' first")
+    finally:
+        sink.close()
+
+
+def deliver(out_dir: str, args_or_cfg: Any, shards: list[Path] | None = None,
+            **kw: Any) -> dict[str, Any]:
     """Push a whole local store into the configured engine.
 
     Returns per index family {indexed, updated, failed, dead_lettered, retried} plus
@@ -101,7 +119,7 @@ def deliver(out_dir: str, args_or_cfg: Any, **kw: Any) -> dict[str, Any]:
                             f"run 'keytrail setup --sink {settings.kind} --sink-url "
                             f"{settings.url}' first")
         dlq = Path(settings.dead_letter) if settings.dead_letter else out / DEAD_LETTER_NAME
-        report = sink.deliver(store_actions(out, settings.prefix), dlq)
+        report = sink.deliver(store_actions(out, settings.prefix, shards), dlq)
         _refresh(sink, settings.prefix)
     finally:
         sink.close()

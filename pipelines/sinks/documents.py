@@ -8,7 +8,7 @@ into local-store records for the auditor read-back.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -26,8 +26,8 @@ from dashboards.fields import (
 )
 from parsers.base import KeytrailError
 from parsers.schema import nest
+from pipelines.store import iter_event_rows
 
-EVENT_READ_BATCH: Final[int] = 2_000
 ID_FIELDS: Final[dict[str, str]] = {
     "events": "event.id",
     "inventory": "inventory_id",
@@ -161,22 +161,6 @@ def alert_record(doc: dict[str, Any]) -> dict[str, Any]:
 
 # --- the local store as actions --------------------------------------------------------
 
-def iter_event_rows(out_dir: Path) -> Iterator[dict[str, Any]]:
-    """Events of the local store as flat dicts, shard by shard, batch by batch."""
-    for shard in sorted((out_dir / "events").glob("*.parquet")):
-        pf = pq.ParquetFile(shard)
-        for batch in pf.iter_batches(batch_size=EVENT_READ_BATCH):
-            for r in batch.to_pylist():
-                ts = r.get("@timestamp")
-                if ts is not None:
-                    r["@timestamp"] = (ts.strftime("%Y-%m-%dT%H:%M:%S.")
-                                       + f"{ts.microsecond // 1000:03d}Z")
-                extra = r.pop("extra", None)
-                if extra:
-                    r.update(orjson.loads(extra))
-                yield {k: v for k, v in r.items() if v is not None and v != []}
-
-
 def _load_json(path: Path) -> Any:
     try:
         return orjson.loads(path.read_bytes())
@@ -191,8 +175,9 @@ def _read_parquet_rows(path: Path) -> list[dict[str, Any]]:
     return list(pq.read_table(path).to_pylist())
 
 
-def event_actions(out_dir: Path, prefix: str) -> Iterator[Action]:
-    for flat in iter_event_rows(out_dir):
+def event_actions(out_dir: Path, prefix: str,
+                  shards: Iterable[Path] | None = None) -> Iterator[Action]:
+    for flat in iter_event_rows(out_dir, shards):
         yield Action("events", "index", events_index(prefix, flat["@timestamp"]),
                      flat["event.id"], event_doc(flat))
 
@@ -222,12 +207,16 @@ def alert_actions(out_dir: Path, prefix: str) -> Iterator[Action]:
                 yield Action("alerts", "update", target, a["keytrail.alert.id"], alert_doc(a))
 
 
-def store_actions(out_dir: Path, prefix: str) -> Iterator[Action]:
-    """Every document of a local store, family by family (events streamed)."""
+def store_actions(out_dir: Path, prefix: str,
+                  shards: Iterable[Path] | None = None) -> Iterator[Action]:
+    """Every document of a local store, family by family (events streamed).
+
+    With `shards`, only those event shards are sent (live mode: the cycle's new units).
+    """
     if not (out_dir / "run_summary.json").exists():
         raise KeytrailError(f"{out_dir} is not a keytrail output directory (no "
                             "run_summary.json): run 'keytrail run --out DIR' first")
     yield from inventory_actions(out_dir, prefix)
     yield from edge_actions(out_dir, prefix)
     yield from alert_actions(out_dir, prefix)
-    yield from event_actions(out_dir, prefix)
+    yield from event_actions(out_dir, prefix, shards)
