@@ -345,11 +345,11 @@ def build_inventory_record(
         op = h["operation"]
         if op == "rotate":
             rotations.append(h["ts"])
-        if h["action"] in ("EnableKeyRotation",) or h.get("azure.keyvault.rotation_enabled") is True:
+        azure_rotation = h.get("azure.keyvault.rotation_enabled")
+        if h["action"] == "EnableKeyRotation" or azure_rotation is True:
             rotation_enabled = True
             rotation_period = h.get("rotation_period_days", rotation_period)
-        elif h["action"] in ("DisableKeyRotation",) or h.get(
-                "azure.keyvault.rotation_enabled") is False:
+        elif h["action"] == "DisableKeyRotation" or azure_rotation is False:
             rotation_enabled = False
         arp = h.get("hashicorp_vault.key_config.auto_rotate_period")
         if arp is not None:

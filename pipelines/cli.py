@@ -20,8 +20,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"keytrail: {message} (see 'keytrail {self.prog.split()[-1]} --help')\n"
-                  if " " in self.prog else f"keytrail: {message} (see 'keytrail --help')\n")
+        where = f"keytrail {self.prog.split()[-1]}" if " " in self.prog else "keytrail"
+        self.exit(EXIT_USAGE, f"keytrail: {message} (see '{where} --help')\n")
 
 
 def default_inputs() -> list[str]:
@@ -76,7 +76,8 @@ def render_summary(s: dict[str, Any], out: str) -> str:
     lines.append(f"  keys:        {s['keys']} (" + ", ".join(
         f"{k} {v}" for k, v in s["keys_by_state"].items()) + ")")
     lines.append(f"  overdue:     {s['keys_overdue']} keys past their cryptoperiod")
-    lines.append(f"  graph:       {s['edges']:,} usage edges, {s['resource_edges']:,} key->resource")
+    lines.append(f"  graph:       {s['edges']:,} usage edges, "
+                 f"{s['resource_edges']:,} key->resource")
     lines.append("  alerts:      " + ", ".join(f"{k} {v}" for k, v in s["alerts"].items()))
     if t["quarantined"]:
         lines.append("  quarantined: " + ", ".join(f"{k} {v}" for k, v in t["quarantined"].items())
@@ -250,7 +251,8 @@ def cmd_watch(args: argparse.Namespace, extra: list[str]) -> int:
     from pipelines.watch import SearchWatchSink
 
     sinks.preflight(args)
-    sink = SearchWatchSink(args) if _remote(args) else None
+    sink = SearchWatchSink(args, Path(args.state) / "alert_journal.json") if _remote(
+        args) else None
     w = Watcher(sources, args.out, args.state, cfg, interval=args.interval, quiet=args.quiet,
                 **({"sink": sink} if sink else {}))
     w.run(once=args.once)

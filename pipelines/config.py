@@ -148,8 +148,9 @@ def parse_config(raw: Any) -> KeytrailConfig:
                 continue
             purpose = item.get("purpose")
             if purpose is not None and purpose not in PURPOSES:
-                errors.append(f"{where}.purpose: {purpose!r} unknown{_suggest(str(purpose), PURPOSES)}"
-                              f"; use one of {', '.join(PURPOSES)}")
+                hint = _suggest(str(purpose), PURPOSES)
+                errors.append(f"{where}.purpose: {purpose!r} unknown{hint}; use one of "
+                              f"{', '.join(PURPOSES)}")
                 continue
             user.append(CryptoperiodPolicy(
                 name=str(name), days=days, provider=item.get("provider"), purpose=purpose,

@@ -139,7 +139,8 @@ def prepare_out_dir(out: Path) -> None:
         shutil.rmtree(out / sub, ignore_errors=True)
 
 
-def run_batch(inputs: list[str], out_dir: str, config: KeytrailConfig | dict[str, Any] | None = None,
+def run_batch(inputs: list[str], out_dir: str,
+              config: KeytrailConfig | dict[str, Any] | None = None,
               beam_args: list[str] | None = None, progress: bool = False) -> dict[str, Any]:
     """Run the bounded pipeline; returns run_summary (also written to out_dir)."""
     from pipelines.config import parse_config

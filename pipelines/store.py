@@ -84,8 +84,8 @@ class EventShardWriter:
         cols: list[pa.Array] = []
         columns = zip(*map(_GET_ALL, batch), strict=True) if batch else (
             [] for _ in _EVENT_SPECS)
-        for spec, values in zip(_EVENT_SPECS, columns, strict=True):
-            values = list(values)
+        for spec, column in zip(_EVENT_SPECS, columns, strict=True):
+            values = list(column)
             if spec.name == "@timestamp":
                 # Casting 'YYYY-MM-DDTHH:MM:SS.mmmZ' with a zone is ~100x slower in Arrow
                 # than casting the naive prefix and then attaching UTC.

@@ -196,11 +196,31 @@ class SearchWatchSink:
 
     Documents carry deterministic _ids, so a cycle replayed after a crash overwrites what
     it wrote before; anything the engine still refuses is dead-lettered, never dropped.
+    Alerts derived from inventory and windows are recomputed every cycle; one whose
+    evidence no longer holds once later logs arrive is withdrawn from the engine, so the
+    index always equals what a batch run over the same inputs produces. A journal of every
+    alert id that may have reached the engine is made durable *before* each delivery, so a
+    kill -9 between delivery and the state commit cannot leave a stale alert behind.
     """
 
-    def __init__(self, args: Any) -> None:
+    def __init__(self, args: Any, journal: Path) -> None:
         self.args = args
+        self.journal = journal
         self.local = LocalWatchSink()
+
+    def _read_journal(self) -> set[str]:
+        if not self.journal.exists():
+            return set()
+        return set(orjson.loads(self.journal.read_bytes()))
+
+    def _write_journal(self, ids: set[str]) -> None:
+        self.journal.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.journal.with_name(self.journal.name + ".tmp")
+        with tmp.open("wb") as fh:
+            fh.write(orjson.dumps(sorted(ids)))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.journal)
 
     def deliver(self, out: Path, results: list[FileResult], summary: dict[str, Any],
                 inventory: list[dict[str, Any]], edges: list[dict[str, Any]],
@@ -213,7 +233,12 @@ class SearchWatchSink:
                            delivered)
         shards = [out / EVENTS_DIR / f"part-{shard_name(r.summary.get('unit', r.summary['path']))}"
                   ".parquet" for r in results if r.summary["events"]]
-        report = sinks.deliver(str(out), self.args, shards=shards)
+        current = {a["keytrail.alert.id"] for a in alerts}
+        maybe_sent = self._read_journal()
+        self._write_journal(maybe_sent | current)
+        withdrawn = sorted(maybe_sent - current)
+        report = sinks.deliver(str(out), self.args, shards=shards, withdrawn_alerts=withdrawn)
+        self._write_journal(current)
         dead = sum(int(c.get("dead_lettered", 0)) for c in report.values()
                    if isinstance(c, dict))
         return {"dead_lettered": dead}

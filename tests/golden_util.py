@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 
 from parsers.base import ParseOptions, Quarantined, Skipped
-from parsers.schema import KeyEvent
 from parsers.detect import parse_bytes
+from parsers.schema import KeyEvent
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_logs"

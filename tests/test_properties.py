@@ -26,11 +26,11 @@ json_values: st.SearchStrategy[Any] = st.recursive(
     max_leaves=25,
 )
 # Plausible keys make the generator reach deeper into the parsers' field handling.
-vendorish = st.fixed_dictionaries({}, optional={
-    k: json_values for k in ("Records", "records", "eventTime", "eventName", "eventSource",
-                             "time", "type", "request", "response", "auth", "operationName",
-                             "properties", "identity", "resourceId", "userIdentity",
-                             "requestParameters", "category", "message", "logEvents")})
+VENDOR_KEYS = ("Records", "records", "eventTime", "eventName", "eventSource", "time", "type",
+               "request", "response", "auth", "operationName", "properties", "identity",
+               "resourceId", "userIdentity", "requestParameters", "category", "message",
+               "logEvents")
+vendorish = st.fixed_dictionaries({}, optional=dict.fromkeys(VENDOR_KEYS, json_values))
 
 
 def _check(outcomes: list[Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -99,7 +100,7 @@ def preflight(args_or_cfg: Any) -> None:
 
 
 def deliver(out_dir: str, args_or_cfg: Any, shards: list[Path] | None = None,
-            **kw: Any) -> dict[str, Any]:
+            withdrawn_alerts: list[str] | None = None, **kw: Any) -> dict[str, Any]:
     """Push a whole local store into the configured engine.
 
     Returns per index family {indexed, updated, failed, dead_lettered, retried} plus
@@ -119,7 +120,12 @@ def deliver(out_dir: str, args_or_cfg: Any, shards: list[Path] | None = None,
                             f"run 'keytrail setup --sink {settings.kind} --sink-url "
                             f"{settings.url}' first")
         dlq = Path(settings.dead_letter) if settings.dead_letter else out / DEAD_LETTER_NAME
-        report = sink.deliver(store_actions(out, settings.prefix, shards), dlq)
+        actions = store_actions(out, settings.prefix, shards)
+        if withdrawn_alerts:
+            target = index_name("alerts", settings.prefix)
+            deletes = [Action("alerts", "delete", target, aid, {}) for aid in withdrawn_alerts]
+            actions = itertools.chain(actions, deletes)
+        report = sink.deliver(actions, dlq)
         _refresh(sink, settings.prefix)
     finally:
         sink.close()

@@ -40,10 +40,10 @@ ANALYST_OWNED: Final[dict[str, tuple[str, ...]]] = {"alerts": ("keytrail", "aler
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """One bulk action: `index` (create or replace) or `update` (doc + upsert)."""
+    """One bulk action: `index` (create or replace), `update` (doc + upsert) or `delete`."""
 
     family: str
-    op: str  # index | update
+    op: str  # index | update | delete
     index: str
     id: str
     source: dict[str, Any]  # the document (for update: the upsert document)

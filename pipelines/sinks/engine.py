@@ -68,10 +68,12 @@ class FamilyCounts:
     failed: int = 0
     dead_lettered: int = 0
     retried: int = 0
+    deleted: int = 0  # live mode: withdrawn alerts removed (or already absent)
 
     def as_dict(self) -> dict[str, int]:
         return {"indexed": self.indexed, "updated": self.updated, "failed": self.failed,
-                "dead_lettered": self.dead_lettered, "retried": self.retried}
+                "dead_lettered": self.dead_lettered, "retried": self.retried,
+                "deleted": self.deleted}
 
 
 @dataclass
@@ -147,7 +149,9 @@ def _batches(actions: Iterable[Action], max_docs: int, max_bytes: int
     batch: list[tuple[Action, bytes]] = []
     size = 0
     for a in actions:
-        lines = (orjson.dumps(a.header()) + b"\n" + orjson.dumps(a.body()) + b"\n")
+        lines = orjson.dumps(a.header()) + b"\n"
+        if a.op != "delete":
+            lines += orjson.dumps(a.body()) + b"\n"
         if batch and (len(batch) >= max_docs or size + len(lines) > max_bytes):
             yield batch
             batch, size = [], 0
@@ -261,6 +265,9 @@ class SearchSink(ABC):
                 (_op, res), = item.items()
                 status = int(res.get("status", 0))
                 counts = report.families[action.family]
+                if action.op == "delete" and status in (200, 404):
+                    counts.deleted += 1  # 404: already gone, which is what was asked
+                    continue
                 if 200 <= status < 300:
                     if res.get("result") == "created" or status == 201:
                         counts.indexed += 1

@@ -1,0 +1,55 @@
+# keytrail developer entry points. Every target is idempotent.
+#
+#   make setup   venv + editable install with dev extras + test-server artifacts
+#                (.cache/servers: OpenSearch runner, Flink wheels, Beam Flink job server,
+#                SeaweedFS, Elasticsearch test node). No apt: see `make system`.
+#   make system  Debian packages (Chromium, JDK 17, Maven, ...) if missing; needs root
+#   make test    system + setup, then the whole pytest suite (starts its own servers)
+#   make run     keytrail run on sample_logs/ (in-process Beam runner)
+#   make bench   benchmark tables (never fail a build)
+#   make lint    ruff + mypy --strict
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+ARTIFACTS ?= test-artifacts
+
+.PHONY: setup venv servers system test run bench lint clean-servers
+
+setup: venv servers
+
+venv: $(VENV)/.keytrail-installed
+
+# Reinstalls when pyproject.toml changes; the stamp is inside the venv.
+$(VENV)/.keytrail-installed: pyproject.toml
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+servers: venv
+	PYTHON=$(abspath $(VPY)) bash .ci/setup-servers.sh
+
+system:
+	bash .ci/install-system.sh
+
+test: system setup
+	@mkdir -p $(ARTIFACTS)
+	$(VPY) -m pytest -q -ra --durations=25 --timeout=1800 \
+	    --junitxml=$(ARTIFACTS)/junit.xml $(PYTEST_ARGS)
+
+run: venv
+	$(VENV)/bin/keytrail run
+
+bench: venv
+	$(VPY) bench/parse_throughput.py
+	$(VPY) bench/run_throughput.py
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+clean-servers:
+	rm -rf .cache/servers
