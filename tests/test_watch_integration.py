@@ -55,7 +55,8 @@ def test_watch_s3_to_opensearch_survives_sigkill(seaweedfs: Any, opensearch: Any
     env = {**os.environ, **seaweedfs.info.env(),
            "KEYTRAIL_S3_ENDPOINT_URL": seaweedfs.info.endpoint_url}
     setup = subprocess.run([sys.executable, "-m", "pipelines.cli", "setup", "--sink",
-                            "opensearch", "--sink-url", url, "--index-prefix", "keytrail"],
+                            "opensearch", "--sink-url", url, "--index-prefix", "keytrail",
+                            "--roles-out", str(tmp_path / "roles")],
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
                            check=False)
     assert setup.returncode == 0, setup.stderr[-2000:]
