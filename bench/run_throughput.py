@@ -1,15 +1,18 @@
 """End-to-end `keytrail run` throughput and peak RSS on generated mixed corpora.
 
 Prints a table; never fails a build. Usage: python bench/run_throughput.py [N ...]
-(default 1000000 5000000). Each run is a fresh process; peak RSS is its ru_maxrss.
+(default 1000000 5000000). Each run is a fresh process; peak RSS is the summed resident
+memory of keytrail and its Beam worker processes, sampled every 0.2 s.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -19,14 +22,48 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench.corpus import write_corpus  # noqa: E402
 
-MEASURE = (
-    "import resource, subprocess, sys, time\n"
-    "t = time.perf_counter()\n"
-    "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-    "dt = time.perf_counter() - t\n"
-    "print(r.returncode, dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
-    "sys.stderr.write(r.stderr[-2000:] if r.returncode else '')\n"
-)
+
+def tree_rss_kb(root: int) -> int:
+    """Summed RSS of a process and all its descendants (Linux /proc), in KiB."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            children.setdefault(int(fields[1]), []).append(int(d.name))
+            rss[int(d.name)] = int(fields[21]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+        except (OSError, ValueError, IndexError):
+            continue
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
+def measure(cmd: list[str]) -> tuple[int, float, int, str]:
+    """(exit code, wall seconds, peak summed RSS of the process tree in KiB, stderr tail)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_rss_kb(proc.pid))
+            done.wait(0.2)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    _, err = proc.communicate()
+    done.set()
+    th.join()
+    return proc.returncode, time.perf_counter() - t0, peak, err.decode()[-2000:]
 
 
 def orjson_rate(corpus: Path) -> float:
@@ -58,18 +95,17 @@ def main() -> None:
             corpus = Path(tmp) / "corpus"
             write_corpus(corpus, n)
             raw = orjson_rate(corpus)
-            cmd = [sys.executable, "-c", MEASURE, str(REPO / ".venv/bin/keytrail"), "run",
-                   str(corpus), "--out", str(Path(tmp) / "out"), "--quiet"]
-            r = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            rc, dt, rss = r.stdout.split()
-            if rc != "0":
-                print(f"{n:>10,} run failed: {r.stderr[-500:]}")
+            cmd = [str(REPO / ".venv/bin/keytrail"), "run", str(corpus), "--out",
+                   str(Path(tmp) / "out"), "--quiet"]
+            rc, dt, rss, err = measure(cmd)
+            if rc != 0:
+                print(f"{n:>10,} run failed: {err[-500:]}")
                 continue
             summary = orjson.loads((Path(tmp) / "out" / "run_summary.json").read_bytes())
             ev = summary["totals"]["events"]
             rate = ev / float(dt)
             print(f"{ev:>10,} {float(dt):>8.1f} {rate:>10,.0f} {raw:>13,.0f} "
-                  f"{rate / raw:>6.2f} {int(rss) / 1024:>12,.0f}")
+                  f"{rate / raw:>6.2f} {rss / 1024:>12,.0f}")
 
 
 if __name__ == "__main__":

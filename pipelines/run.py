@@ -13,6 +13,8 @@ never tries to download a runner binary; any other Beam runner is passed through
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 import sys
 import time
@@ -122,14 +124,24 @@ class FinalizeFn(beam.DoFn):
         yield summary
 
 
-def make_pipeline(beam_args: list[str]) -> Pipeline:
-    """A Pipeline on the in-process runner unless --runner is given in beam_args."""
-    options = PipelineOptions(beam_args)
+def make_pipeline(beam_args: list[str], n_files: int = 1) -> Pipeline:
+    """A Pipeline on Beam's in-process FnApiRunner unless --runner is given in beam_args.
+
+    With several input files the in-process runner uses one SDK worker process per core
+    (at most 2 by default; --direct_num_workers overrides): local subprocesses of this
+    Python, never a downloaded runner binary.
+    """
     if any(a.startswith("--runner") for a in beam_args):
-        return Pipeline(options=options)
+        return Pipeline(options=PipelineOptions(beam_args))
     from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 
-    return Pipeline(runner=FnApiRunner(), options=options)
+    args = list(beam_args)
+    workers = min(2, os.cpu_count() or 1)
+    if n_files > 1 and workers > 1 and not any(a.startswith("--direct_num_workers")
+                                               for a in args):
+        args += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
+    return Pipeline(runner=FnApiRunner(), options=PipelineOptions(args))
 
 
 def prepare_out_dir(out: Path) -> None:
@@ -156,7 +168,7 @@ def run_batch(inputs: list[str], out_dir: str,
     prepare_out_dir(out)
     load_detection(cfg)  # validate detector tuning before starting workers
     shard_order = [shard_name(f.uri) for f in files]
-    with make_pipeline(beam_args or []) as p:
+    with make_pipeline(beam_args or [], len(files)) as p:
         _ = (p
              | "Inputs" >> beam.Create(files)
              | "ParseAndAggregate" >> ParseAndAggregate(str(out), cfg, len(files), progress)
