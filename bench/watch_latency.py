@@ -110,7 +110,7 @@ def main() -> None:
     if not latencies:
         print("no alert became searchable")
         return
-    p95 = latencies[min(len(latencies) - 1, int(round(0.95 * (len(latencies) - 1))))]
+    p95 = latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]
     print(f"{'objects':>8} {'period s':>9} {'interval s':>10} {'median s':>9} {'p95 s':>7} "
           f"{'max s':>7} {'missed':>7}")
     print(f"{len(latencies):>8} {period:>9.1f} {interval:>10.1f} "
