@@ -19,10 +19,12 @@ from parsers.base import stable_id
 from parsers.schema import KeyEvent
 
 # Operations kept in full in the per-key history (they change state, policy or material).
+# Reads of material (export: SecretGet, kv reads, HSM extraction) are high-volume and make
+# nobody an administrator; they stay in the events and alerts, not in the key's history.
 HISTORY_OPERATIONS: Final[frozenset[str]] = frozenset(
     {
         "create", "import", "enable", "disable", "rotate", "schedule_deletion",
-        "cancel_deletion", "destroy", "purge", "restore", "backup", "export",
+        "cancel_deletion", "destroy", "purge", "restore", "backup",
         "update_policy", "grant", "revoke_grant",
     }
 )
