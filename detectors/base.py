@@ -21,7 +21,7 @@ from parsers.schema import KeyEvent
 
 SEVERITIES: Final[tuple[str, ...]] = ("low", "medium", "high", "critical")
 MAX_ALERT_EVIDENCE: Final[int] = 20
-MAX_BUCKET_EVIDENCE: Final[int] = 10
+MAX_BUCKET_EVIDENCE: Final[int] = 3  # per bucket; an alert gathers its evidence across buckets
 MAX_BUCKET_VALUES: Final[int] = 50
 
 
@@ -60,6 +60,10 @@ class Finding:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def _evidence_key(e: Evidence) -> tuple[str, str]:
+    return (e.timestamp, e.event_id)
+
+
 @dataclass
 class Bucket:
     """Mergeable per-(detector, entity, time bucket) signal aggregate."""
@@ -78,10 +82,16 @@ class Bucket:
             self.failures += 1
         self.first_seen = min(self.first_seen, ev.timestamp)
         self.last_seen = max(self.last_seen, ev.timestamp)
-        if len(self.evidence) < MAX_BUCKET_EVIDENCE:
-            self.evidence.append(Evidence.of(ev))
+        # Keep the earliest few records, sorted, without re-sorting on every event.
+        evidence = self.evidence
+        if len(evidence) < MAX_BUCKET_EVIDENCE:
+            evidence.append(Evidence.of(ev))
+            evidence.sort(key=_evidence_key)
         else:
-            self._keep_earliest([Evidence.of(ev)])
+            worst = evidence[-1]
+            if (ev.timestamp, ev.event_id) < (worst.timestamp, worst.event_id):
+                evidence[-1] = Evidence.of(ev)
+                evidence.sort(key=_evidence_key)
         for name, v in (values or {}).items():
             if v is not None:
                 s = self.values.setdefault(name, set())
@@ -89,8 +99,7 @@ class Bucket:
                     s.add(v)
 
     def _keep_earliest(self, extra: list[Evidence]) -> None:
-        merged = sorted({*self.evidence, *extra},
-                        key=lambda e: (e.timestamp, e.event_id))
+        merged = sorted({*self.evidence, *extra}, key=_evidence_key)
         self.evidence = merged[:MAX_BUCKET_EVIDENCE]
 
     def merge(self, o: Bucket) -> Bucket:

@@ -1,7 +1,7 @@
 """`keytrail run`: the bounded Beam pipeline from raw logs to the local store.
 
 Stages (each one named composite PTransform):
-  ParseAndAggregate  input objects -> one mergeable FileResult per object (events are
+  ParseAndAggregate  input objects -> one mergeable RunState per bundle (events are
                      written to Parquet shards inside the stage, so memory never holds
                      the event stream)
   MergePartials      CombineGlobally into one RunState (keys, edges, resources, detector
@@ -26,17 +26,24 @@ import apache_beam as beam
 from apache_beam.metrics.metric import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pipeline import Pipeline
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines.config import KeytrailConfig
 from pipelines.detection import load_detection
 from pipelines.finalize import finalize_state, merge_quarantine, write_local_store
-from pipelines.process import EVENTS_DIR, QUARANTINE_DIR, FileProcessor, FileResult, shard_name
+from pipelines.process import EVENTS_DIR, QUARANTINE_DIR, FileProcessor, shard_name
 from pipelines.sources import InputFile, expand_inputs
 from pipelines.state import RunState
 
 
 class ProcessFileFn(beam.DoFn):
-    """Runs FileProcessor on one input object; emits its mergeable FileResult."""
+    """Runs FileProcessor on each input object and folds the results per bundle.
+
+    Folding inside the DoFn (one RunState per bundle, emitted in finish_bundle) keeps
+    memory at O(keys + edges + windows) whatever the runner's fusion does, and sends one
+    element per bundle instead of one per file across the shuffle.
+    """
 
     def __init__(self, out_dir: str, config: KeytrailConfig, total: int, progress: bool) -> None:
         self.out_dir = out_dir
@@ -46,13 +53,17 @@ class ProcessFileFn(beam.DoFn):
         self._done = 0
         self._events = 0
         self._t0 = 0.0
+        self._state: RunState | None = None
 
     def setup(self) -> None:
         self.processor = FileProcessor(self.out_dir, self.config.parse, self.config.graph_window,
                                        load_detection(self.config)[0])
         self._t0 = time.monotonic()
 
-    def process(self, f: InputFile) -> Iterator[FileResult]:
+    def start_bundle(self) -> None:
+        self._state = RunState()
+
+    def process(self, f: InputFile) -> Iterator[RunState]:
         res = self.processor.process(f)
         Metrics.counter("keytrail", "events").inc(res.summary["events"])
         Metrics.counter("keytrail", "files").inc()
@@ -62,16 +73,24 @@ class ProcessFileFn(beam.DoFn):
             rate = self._events / max(time.monotonic() - self._t0, 1e-6)
             print(f"\r[{self._done}/{self.total}] {self._events:,} events ({rate:,.0f}/s) "
                   f"{f.uri[-50:]:<50}", end="", file=sys.stderr, flush=True)
-        yield res
+        if self._state is None:
+            self._state = RunState()
+        self._state.absorb(res)
+        return iter(())
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        if self._state is not None and self._state.files:
+            yield WindowedValue(self._state, GlobalWindow().max_timestamp(), (GlobalWindow(),))
+        self._state = None
 
 
 class MergeResultsFn(beam.CombineFn):
-    """Order-independent merge of per-file results into one RunState."""
+    """Order-independent merge of per-bundle RunStates into one."""
 
     def create_accumulator(self) -> RunState:
         return RunState()
 
-    def add_input(self, acc: RunState, res: FileResult) -> RunState:
+    def add_input(self, acc: RunState, res: RunState) -> RunState:
         return acc.absorb(res)
 
     def merge_accumulators(self, accs: Iterable[RunState]) -> RunState:
@@ -85,7 +104,7 @@ class MergeResultsFn(beam.CombineFn):
 
 
 class ParseAndAggregate(beam.PTransform):  # type: ignore[type-arg]
-    """Input objects -> one FileResult per object (events go to Parquet shards here)."""
+    """Input objects -> per-bundle RunStates (events go to Parquet shards here)."""
 
     def __init__(self, out_dir: str, config: KeytrailConfig, total: int, progress: bool):
         super().__init__()
