@@ -83,7 +83,7 @@ from parsers.base import (
     register,
     stable_id,
 )
-from parsers.framing import OVERLONG, iter_lines, read_document
+from parsers.framing import OVERLONG, iter_lines, read_document, too_long
 from parsers.netaddr import clean_ip
 from parsers.schema import Outcome, new_event
 from parsers.timeutil import BadTimestamp, format_ms, normalize_iso
@@ -884,14 +884,7 @@ class AzureKeyVaultParser(LogParser):
     def _parse_lines(self, stream: IO[bytes], path: str) -> Iterator[ParseOutcome]:
         for offset, line in iter_lines(stream, self.options.max_line_bytes):
             if line.startswith(OVERLONG):
-                yield quarantine(
-                    "line_too_long",
-                    path,
-                    offset,
-                    line[len(OVERLONG) :],
-                    DATASET,
-                    f"line longer than {self.options.max_line_bytes} bytes",
-                )
+                yield too_long(path, offset, line, DATASET, self.options.max_line_bytes)
                 continue
             body = line[3:] if offset == 0 and line.startswith(_BOM) else line
             try:

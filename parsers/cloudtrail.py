@@ -104,7 +104,7 @@ from parsers.base import (
     register,
     stable_id,
 )
-from parsers.framing import OVERLONG, iter_lines
+from parsers.framing import OVERLONG, iter_lines, too_long
 from parsers.netaddr import clean_ip
 from parsers.schema import ECS_CATEGORY, ECS_TYPE, OPERATION_CLASS, KeyEvent
 from parsers.timeutil import format_ms, from_epoch_ms, normalize_iso
@@ -669,14 +669,7 @@ class CloudTrailParser(LogParser):
         max_line = self.options.max_line_bytes
         for offset, line in iter_lines(stream, max_line):
             if line.startswith(OVERLONG):
-                yield quarantine(
-                    "line_too_long",
-                    path,
-                    offset,
-                    line[len(OVERLONG) :],
-                    DATASET,
-                    f"line longer than {max_line} bytes",
-                )
+                yield too_long(path, offset, line, DATASET, max_line)
                 continue
             raw = line[3:] if offset == 0 and line.startswith(_BOM) else line
             try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import IO, Final
 
-from parsers.base import MAX_DOCUMENT_BYTES, ParseError
+from parsers.base import MAX_DOCUMENT_BYTES, ParseError, Quarantined, quarantine
 
 OVERLONG: Final[bytes] = b"\x00keytrail:overlong\x00"
 CHUNK: Final[int] = 1 << 20
@@ -78,3 +78,9 @@ def read_document(stream: IO[bytes], limit: int = MAX_DOCUMENT_BYTES) -> bytes:
     if len(data) > limit:
         raise ParseError(f"document larger than {limit} bytes")
     return data
+
+
+def too_long(path: str, offset: int, raw: bytes, dataset: str, limit: int) -> Quarantined:
+    """The quarantine record for a line iter_lines reported as over-long."""
+    return quarantine("line_too_long", path, offset, raw[len(OVERLONG):], dataset,
+                      f"line longer than {limit} bytes")

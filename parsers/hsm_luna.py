@@ -59,7 +59,7 @@ from typing import IO, Any, Final
 import orjson
 
 from parsers.base import LogParser, ParseOutcome, Skipped, quarantine, register, stable_id
-from parsers.framing import OVERLONG, iter_lines
+from parsers.framing import OVERLONG, iter_lines, too_long
 from parsers.hsm_common import (
     address_ip,
     first_significant_byte,
@@ -395,14 +395,7 @@ class LunaSyslogParser(LogParser):
     def parse(self, stream: IO[bytes], path: str) -> Iterator[ParseOutcome]:
         for offset, raw in iter_lines(stream, self.options.max_line_bytes):
             if raw.startswith(OVERLONG):
-                yield quarantine(
-                    "line_too_long",
-                    path,
-                    offset,
-                    raw[len(OVERLONG) :],
-                    DATASET,
-                    "line exceeds max_line_bytes",
-                )
+                yield too_long(path, offset, raw, DATASET, self.options.max_line_bytes)
                 continue
             yield self._line(raw, path, offset)
 

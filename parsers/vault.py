@@ -104,7 +104,7 @@ from parsers.base import (
     register,
     stable_id,
 )
-from parsers.framing import OVERLONG, iter_lines
+from parsers.framing import OVERLONG, iter_lines, too_long
 from parsers.netaddr import clean_ip
 from parsers.schema import KeyEvent, new_event
 from parsers.timeutil import BadTimestamp, normalize_iso
@@ -856,8 +856,7 @@ class VaultAuditParser(LogParser):
         """Append the outcomes this record completes to `out` (a list, not a generator:
         one generator per record costs more than the rest of a skipped record)."""
         if line.startswith(OVERLONG):
-            out.append(quarantine("line_too_long", path, offset, line[len(OVERLONG):], DATASET,
-                             f"record longer than {self.options.max_line_bytes} bytes"))
+            out.append(too_long(path, offset, line, DATASET, self.options.max_line_bytes))
             return
         prefix, body = _split_frame(line)
         try:
