@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any, Final
 from xml.sax.saxutils import escape as xml_escape
 
-import orjson
-
 from dashboards.report import render_report
 from detectors.base import (
     Bucket,
@@ -225,7 +223,3 @@ def write_local_store(out: Path, summary: dict[str, Any], inventory: list[dict[s
     write_json(out / "run_summary.json", summary)
     html = render_report(summary, inventory, edges, resources, alerts)
     (out / "report.html").write_text(html, encoding="utf-8")
-
-
-def dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)

@@ -25,7 +25,13 @@ from detectors.base import (
     make_alert,
     merge_alerts,
 )
-from detectors.graph import EdgeAccumulator, EdgeKey, ResourceAccumulator
+from detectors.graph import (
+    UNKNOWN_PRINCIPAL,
+    EdgeAccumulator,
+    EdgeKey,
+    ResourceAccumulator,
+    window_start,
+)
 from detectors.inventory import KeyAccumulator
 from parsers.base import (
     REGISTRY,
@@ -166,9 +172,8 @@ class FileProcessor:
                                 if acc is None:
                                     acc = keys[uid] = KeyAccumulator(uid)
                                 acc.add(o)
-                                ek = (o.user_id or "unknown", uid, o.operation,
-                                      ts[:10] + "T00:00:00.000Z" if window == "1d"
-                                      else ts[:13] + ":00:00.000Z")
+                                ek = (o.user_id or UNKNOWN_PRINCIPAL, uid, o.operation,
+                                      window_start(ts, window))
                                 ea = edges.get(ek)
                                 if ea is None:
                                     ea = edges[ek] = EdgeAccumulator()

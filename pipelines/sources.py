@@ -8,7 +8,6 @@ S3-compatible stores (KEYTRAIL_S3_ENDPOINT_URL or AWS_ENDPOINT_URL_S3).
 from __future__ import annotations
 
 import glob
-import gzip
 import io
 import os
 import zlib
@@ -247,8 +246,3 @@ class _Limited(io.RawIOBase):
             self._raw.close()
         finally:
             super().close()
-
-
-def gzip_bytes(data: bytes) -> bytes:
-    """Deterministic gzip (mtime 0), used by writers of .gz fixtures and bench data."""
-    return gzip.compress(data, mtime=0)
