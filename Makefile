@@ -1,6 +1,7 @@
 # keytrail developer entry points. Every target is idempotent.
 #
-#   make setup   venv + editable install with dev extras + test-server artifacts
+#   make setup   venv + editable install with dev extras + compiled parser fast paths
+#                (parsers/native, needs cargo) + test-server artifacts
 #                (.cache/servers: OpenSearch runner, Flink wheels, Beam Flink job server,
 #                SeaweedFS, Elasticsearch test node). No apt: see `make system`.
 #   make system  Debian packages (Chromium, JDK 17, Maven, ...) if missing; needs root
@@ -16,9 +17,9 @@ VPY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 ARTIFACTS ?= test-artifacts
 
-.PHONY: setup venv servers system test run bench lint clean-servers
+.PHONY: setup venv native servers system test run bench lint clean-servers
 
-setup: venv servers
+setup: venv native servers
 
 venv: $(VENV)/.keytrail-installed
 
@@ -28,6 +29,10 @@ $(VENV)/.keytrail-installed: pyproject.toml
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[dev]'
 	@touch $@
+
+# Compiled parser fast paths (Rust/PyO3). The Python parsers work without them, slower.
+native: venv
+	PYTHON=$(abspath $(VPY)) bash .ci/build-native.sh
 
 servers: venv
 	PYTHON=$(abspath $(VPY)) bash .ci/setup-servers.sh
@@ -40,10 +45,10 @@ test: system setup
 	$(VPY) -m pytest -q -ra --durations=25 --timeout=1800 \
 	    --junitxml=$(ARTIFACTS)/junit.xml $(PYTEST_ARGS)
 
-run: venv
+run: venv native
 	$(VENV)/bin/keytrail run
 
-bench: venv
+bench: venv native
 	$(VPY) bench/parse_throughput.py
 	$(VPY) bench/run_throughput.py
 

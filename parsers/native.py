@@ -1,0 +1,45 @@
+"""Loader for the compiled fast paths (parsers/native/, Rust via PyO3).
+
+The Python parsers are the reference: the compiled functions return None for any record
+they are not certain about, and the caller then parses it in Python. Without the
+compiled module (not built, or KEYTRAIL_NATIVE=0) every record takes the Python path and
+the results are identical, only slower. Build it with `make native`.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+from parsers import schema
+
+
+def _load() -> ModuleType | None:
+    if os.environ.get("KEYTRAIL_NATIVE", "1") == "0":
+        return None
+    dev_dir = os.environ.get("KEYTRAIL_NATIVE_DIR")  # a development build elsewhere
+    try:
+        if dev_dir:
+            import importlib.util
+            import sysconfig
+
+            so = os.path.join(dev_dir, "_native" + sysconfig.get_config_var("EXT_SUFFIX"))
+            spec = importlib.util.spec_from_file_location("parsers._native", so)
+            if spec is None or spec.loader is None:
+                return None
+            _native = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(_native)
+        else:
+            from parsers import _native  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    _native.init(schema.KeyEvent, schema.OPERATION_CLASS, schema.ECS_CATEGORY,
+                 schema.ECS_TYPE, schema._INFO)
+    return _native  # type: ignore[no-any-return]
+
+
+NATIVE: ModuleType | None = _load()
+
+
+def available() -> bool:
+    return NATIVE is not None
