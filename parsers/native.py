@@ -8,6 +8,7 @@ the results are identical, only slower. Build it with `make native`.
 
 from __future__ import annotations
 
+import importlib
 import os
 from types import ModuleType
 
@@ -20,22 +21,22 @@ def _load() -> ModuleType | None:
     dev_dir = os.environ.get("KEYTRAIL_NATIVE_DIR")  # a development build elsewhere
     try:
         if dev_dir:
-            import importlib.util
+            import importlib.util  # noqa: F401 (submodule)
             import sysconfig
 
             so = os.path.join(dev_dir, "_native" + sysconfig.get_config_var("EXT_SUFFIX"))
             spec = importlib.util.spec_from_file_location("parsers._native", so)
             if spec is None or spec.loader is None:
                 return None
-            _native = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(_native)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
         else:
-            from parsers import _native  # type: ignore[attr-defined]
+            mod = importlib.import_module("parsers._native")
     except ImportError:
         return None
-    _native.init(schema.KeyEvent, schema.OPERATION_CLASS, schema.ECS_CATEGORY,
-                 schema.ECS_TYPE, schema._INFO)
-    return _native  # type: ignore[no-any-return]
+    mod.init(schema.KeyEvent, schema.OPERATION_CLASS, schema.ECS_CATEGORY,
+             schema.ECS_TYPE, schema._INFO)
+    return mod
 
 
 NATIVE: ModuleType | None = _load()
