@@ -8,7 +8,7 @@ the results are identical, only slower. Build it with `make native`.
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import os
 from types import ModuleType
 
@@ -21,7 +21,7 @@ def _load() -> ModuleType | None:
     dev_dir = os.environ.get("KEYTRAIL_NATIVE_DIR")  # a development build elsewhere
     try:
         if dev_dir:
-            import importlib.util  # noqa: F401 (submodule)
+
             import sysconfig
 
             so = os.path.join(dev_dir, "_native" + sysconfig.get_config_var("EXT_SUFFIX"))
