@@ -272,6 +272,9 @@ class KmsDeniedBurst(WindowDetector):
         return {"key": ev.key_uid, "code": ev.error_code, "ip": ev.source_ip,
                 "action": ev.action}
 
+    def gate(self) -> tuple[int, int] | None:
+        return (self.params["window_seconds"], self.params["threshold"])
+
     def evaluate(self, entity: str, buckets: list[Bucket]) -> Iterable[Finding]:
         for ep in bursts(buckets, self.params["window_seconds"], self.params["threshold"]):
             b = merged(ep)

@@ -139,6 +139,9 @@ class AkvAccessPolicyChurn(WindowDetector):
     def values(self, ev: KeyEvent) -> dict[str, str | None]:
         return {"ip": ev.source_ip}
 
+    def gate(self) -> tuple[int, int] | None:
+        return (self.params["window_seconds"], self.params["threshold"])
+
     def evaluate(self, entity: str, buckets: list[Bucket]) -> Iterable[Finding]:
         principal, vault = entity.rsplit("|", 1)
         for ep in bursts(buckets, self.params["window_seconds"], self.params["threshold"]):
@@ -173,6 +176,9 @@ class AkvBurstRetrieval(WindowDetector):
 
     def values(self, ev: KeyEvent) -> dict[str, str | None]:
         return {"object": ev.key_uid, "ip": ev.source_ip, "vault": vault_of(ev)}
+
+    def gate(self) -> tuple[int, int] | None:
+        return (self.params["window_seconds"], self.params["threshold"])
 
     def evaluate(self, entity: str, buckets: list[Bucket]) -> Iterable[Finding]:
         for ep in bursts(buckets, self.params["window_seconds"], self.params["threshold"]):

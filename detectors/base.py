@@ -159,6 +159,17 @@ class WindowDetector(Detector):
     def evaluate(self, entity: str, buckets: list[Bucket]) -> Iterable[Finding]:
         """Findings over the entity's buckets, sorted by start."""
 
+    def gate(self) -> tuple[int, int] | None:
+        """(window_seconds, threshold) when findings only come from spans where some
+        window_seconds-wide window holds >= threshold selected events (burst detectors).
+
+        The batch pipeline then keeps only per-bucket counts for this detector while
+        streaming, and rebuilds the full buckets of the spans that pass the gate from the
+        event store at the end: memory stays bounded by entities x days, not by events.
+        None (the default): full buckets are kept for every selected event.
+        """
+        return None
+
 
 class InventoryDetector(Detector):
     kind: ClassVar[str] = "inventory"
@@ -196,6 +207,27 @@ class DetectorMeta:
 
 class DetectorError(KeytrailError):
     """A detector definition or tuning value is invalid."""
+
+
+def hot_flags(starts_ms: list[int], vals: list[int], width_ms: int, threshold: int
+              ) -> list[bool]:
+    """For buckets sorted by start: is the bucket (non-empty) inside some window of
+    `width_ms` starting at a bucket start whose summed values reach `threshold`?"""
+    n = len(starts_ms)
+    hot = [False] * n
+    j = 0
+    total = 0
+    for i in range(n):
+        limit = starts_ms[i] + width_ms
+        while j < n and starts_ms[j] < limit:
+            total += vals[j]
+            j += 1
+        if total >= threshold:
+            for k in range(i, j):
+                if vals[k]:
+                    hot[k] = True
+        total -= vals[i]
+    return hot
 
 
 def bucket_start(ts: str, seconds: int) -> str:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Final
 
-from detectors.base import Bucket, Evidence, Finding
+from detectors.base import Bucket, Evidence, Finding, hot_flags
 from parsers.schema import KeyEvent
 
 HSM_DATASETS: Final[frozenset[str]] = frozenset({"hsm.cloudhsm", "hsm.luna", "hsm.nshield"})
@@ -111,18 +111,7 @@ def bursts(buckets: list[Bucket], window_seconds: int, threshold: int,
     starts = [epoch_ms(b.start) for b in buckets]
     vals = [b.failures if use_failures else b.count for b in buckets]
     width = window_seconds * 1000
-    hot = [False] * len(buckets)
-    j = 0
-    total = 0
-    for i in range(len(buckets)):
-        while j < len(buckets) and starts[j] < starts[i] + width:
-            total += vals[j]
-            j += 1
-        if total >= threshold:
-            for k in range(i, j):
-                if vals[k]:
-                    hot[k] = True
-        total -= vals[i]
+    hot = hot_flags(starts, vals, width, threshold)
     episode: list[Bucket] = []
     last_end = -1
     for i, b in enumerate(buckets):

@@ -201,6 +201,9 @@ class VaultBurstReads(WindowDetector):
     def values(self, ev: KeyEvent) -> dict[str, str | None]:
         return {"path": vault_path(ev), "ip": ev.source_ip}
 
+    def gate(self) -> tuple[int, int] | None:
+        return (self.params["window_seconds"], self.params["threshold"])
+
     def evaluate(self, entity: str, buckets: list[Bucket]) -> Iterable[Finding]:
         for ep in bursts(buckets, self.params["window_seconds"], self.params["threshold"]):
             b = merged(ep)

@@ -134,6 +134,9 @@ class HsmLoginFailures(WindowDetector):
     def values(self, ev: KeyEvent) -> dict[str, str | None]:
         return {"hsm": hsm_identity(ev), "error": ev.error_message or ev.error_code}
 
+    def gate(self) -> tuple[int, int] | None:
+        return (self.params["window_seconds"], self.params["threshold"])
+
     def evaluate(self, entity: str, buckets: list[Bucket]) -> Iterable[Finding]:
         for ep in bursts(buckets, self.params["window_seconds"], self.params["threshold"]):
             b = merged(ep)

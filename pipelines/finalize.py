@@ -109,10 +109,20 @@ def finalize_state(
     detection: Detection | None,
     inventory_detectors: list[tuple[InventoryDetector, DetectorMeta]],
     inputs: list[str],
+    events_dir: Path | None = None,
 ) -> tuple[dict[str, Any], tuple[list[dict[str, Any]], ...]]:
-    """A merged RunState -> (run summary, (inventory, edges, resource edges, alerts))."""
+    """A merged RunState -> (run summary, (inventory, edges, resource edges, alerts)).
+
+    `events_dir` is the run's event store, from which the buckets of gated window
+    detectors are rebuilt for the spans that pass their gate (see pipelines.gate).
+    """
+    from pipelines.gate import gated_buckets
+
     as_of = resolve_as_of(config, st.max_ts)
-    outputs = build_outputs(st.keys, st.edges, st.resources, st.buckets, st.alerts, config,
+    buckets = st.buckets
+    if st.gated:
+        buckets = {**buckets, **gated_buckets(events_dir, st.gated, detection)}
+    outputs = build_outputs(st.keys, st.edges, st.resources, buckets, st.alerts, config,
                             detection, inventory_detectors, as_of)
     files = sorted(st.files.values(), key=lambda f: (f["path"], f.get("unit", "")))
     summary = summarize(files, *outputs, as_of, inputs)

@@ -8,6 +8,7 @@ unreadable input becomes a quarantined record, so the file's accounting always h
 from __future__ import annotations
 
 import dataclasses
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from pipelines.store import EventShardWriter
 QUARANTINE_DIR: Final[str] = "_quarantine"
 EVENTS_DIR: Final[str] = "events"
 BucketKey = tuple[str, str, str]  # detector id, entity, bucket start
+GateKey = tuple[str, str, str]  # detector id, entity, day ('YYYY-MM-DD')
 
 
 @dataclass
@@ -62,7 +64,21 @@ class FileResult:
     resources: dict[tuple[str, str], ResourceAccumulator] = field(default_factory=dict)
     buckets: dict[BucketKey, Bucket] = field(default_factory=dict)
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Gated window detectors: per-bucket counts, one array per (detector, entity, day).
+    gated: dict[GateKey, array[int]] = field(default_factory=dict)
     max_ts: str | None = None
+
+
+def merge_gated(into: dict[GateKey, array[int]], other: dict[GateKey, array[int]]) -> None:
+    """Add `other`'s per-bucket counts into `into` (arrays are adopted, not copied)."""
+    for gk, arr in other.items():
+        mine = into.get(gk)
+        if mine is None:
+            into[gk] = arr
+        else:
+            for i, n in enumerate(arr):
+                if n:
+                    mine[i] += n
 
 
 def shard_name(uri: str) -> str:
@@ -80,6 +96,14 @@ class Detection:
         default_factory=dict)
     _window_table: dict[tuple[str, str], list[tuple[WindowDetector, DetectorMeta]]] = field(
         default_factory=dict)
+    # detector id -> (bucket_seconds, window_seconds, threshold) for gated detectors
+    gates: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for wd, meta in self.window:
+            g = wd.gate()
+            if g is not None and 86400 % wd.bucket_seconds == 0:
+                self.gates[meta.id] = (wd.bucket_seconds, g[0], g[1])
 
     def for_event(self, ds: str, op: str) -> list[tuple[EventDetector, DetectorMeta]]:
         k = (ds, op)
@@ -119,7 +143,7 @@ class FileProcessor:
 
     def __init__(self, out_dir: str, options: ParseOptions, window: str,
                  detection: Detection | None, write_events: bool = True,
-                 s3_client: Any = None) -> None:
+                 s3_client: Any = None, gate_windows: bool = False) -> None:
         self.out_dir = Path(out_dir)
         self.options = options
         self.window = window
@@ -127,6 +151,10 @@ class FileProcessor:
         self.write_events = write_events
         self.s3_client = s3_client
         self.parsers = REGISTRY.create_all(options)
+        # Counts only for gated window detectors; their buckets are rebuilt from the event
+        # store at the end (needs the events written).
+        self.gates = detection.gates if detection is not None and gate_windows \
+            and write_events else {}
 
     def process(self, f: InputFile) -> FileResult:
         uri = f.uri
@@ -237,9 +265,20 @@ class FileProcessor:
                 aid = alert["keytrail.alert.id"]
                 prev = res.alerts.get(aid)
                 res.alerts[aid] = alert if prev is None else merge_alerts(prev, alert)
+        gates = self.gates
         for wd, meta in det.for_window(ds, op):
             entity = wd.select(ev)
             if entity is None:
+                continue
+            g = gates.get(meta.id)
+            if g is not None:
+                ts = ev.timestamp
+                gk = (meta.id, entity, ts[:10])
+                counts = res.gated.get(gk)
+                if counts is None:
+                    counts = res.gated[gk] = array("I", bytes(4 * (86400 // g[0])))
+                counts[(int(ts[11:13]) * 3600 + int(ts[14:16]) * 60 + int(ts[17:19]))
+                       // g[0]] += 1
                 continue
             bk = (meta.id, entity, bucket_start(ev.timestamp, wd.bucket_seconds))
             b = res.buckets.get(bk)

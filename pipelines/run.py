@@ -57,7 +57,7 @@ class ProcessFileFn(beam.DoFn):
 
     def setup(self) -> None:
         self.processor = FileProcessor(self.out_dir, self.config.parse, self.config.graph_window,
-                                       load_detection(self.config)[0])
+                                       load_detection(self.config)[0], gate_windows=True)
         self._t0 = time.monotonic()
 
     def start_bundle(self) -> None:
@@ -137,7 +137,7 @@ class FinalizeFn(beam.DoFn):
         out = Path(self.out_dir)
         detection, inventory_dets = load_detection(self.config)
         summary, outputs = finalize_state(st, self.config, detection, inventory_dets,
-                                          self.inputs)
+                                          self.inputs, out / EVENTS_DIR)
         merge_quarantine(out, self.shard_order)
         write_local_store(out, summary, *outputs)
         yield summary

@@ -8,6 +8,7 @@ JSON (not pickle) so a state directory is inspectable and never executes code on
 from __future__ import annotations
 
 import os
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -17,7 +18,7 @@ import orjson
 from detectors.base import Bucket, Evidence, merge_alerts
 from detectors.graph import EdgeAccumulator, EdgeKey, ResourceAccumulator
 from detectors.inventory import KeyAccumulator
-from pipelines.process import BucketKey, FileResult
+from pipelines.process import BucketKey, FileResult, GateKey, merge_gated
 
 STATE_VERSION: Final[int] = 1
 
@@ -30,6 +31,7 @@ class RunState:
     edges: dict[EdgeKey, EdgeAccumulator] = field(default_factory=dict)
     resources: dict[tuple[str, str], ResourceAccumulator] = field(default_factory=dict)
     buckets: dict[BucketKey, Bucket] = field(default_factory=dict)
+    gated: dict[GateKey, array[int]] = field(default_factory=dict)
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # unit id -> summary
     max_ts: str | None = None
@@ -51,6 +53,7 @@ class RunState:
         for bk, b in res.buckets.items():
             cur_b = self.buckets.get(bk)
             self.buckets[bk] = b if cur_b is None else cur_b.merge(b)
+        merge_gated(self.gated, res.gated)
         for aid, a in res.alerts.items():
             cur_a = self.alerts.get(aid)
             self.alerts[aid] = a if cur_a is None else merge_alerts(cur_a, a)
@@ -108,6 +111,13 @@ def _bucket_from_json(d: dict[str, Any]) -> Bucket:
                   values={k: set(v) for k, v in d["values"].items()})
 
 
+def _counts_from_json(pairs: list[list[int]], n: int) -> array[int]:
+    arr = array("I", bytes(4 * n))
+    for i, c in pairs:
+        arr[i] = c
+    return arr
+
+
 SEP: Final[str] = "\x1f"
 
 
@@ -119,6 +129,8 @@ def dump_state(st: RunState) -> bytes:
         "resources": [[list(k), [v.count, v.first_seen, v.last_seen]]
                       for k, v in sorted(st.resources.items())],
         "buckets": [[list(k), _bucket_to_json(v)] for k, v in sorted(st.buckets.items())],
+        "gated": [[list(k), [[i, n] for i, n in enumerate(v) if n], len(v)]
+                  for k, v in sorted(st.gated.items())],
         "alerts": [st.alerts[k] for k in sorted(st.alerts)],
         "files": st.files, "max_ts": st.max_ts, "checkpoints": st.checkpoints,
         "delivered": st.delivered, "cycle": st.cycle,
@@ -136,6 +148,7 @@ def load_state(data: bytes) -> RunState:
         resources={(k[0], k[1]): ResourceAccumulator(v[0], v[1], v[2])
                    for k, v in doc["resources"]},
         buckets={(k[0], k[1], k[2]): _bucket_from_json(v) for k, v in doc["buckets"]},
+        gated={(k[0], k[1], k[2]): _counts_from_json(v, n) for k, v, n in doc.get("gated", [])},
         alerts={a["keytrail.alert.id"]: a for a in doc["alerts"]},
         files=doc["files"], max_ts=doc["max_ts"], checkpoints=doc["checkpoints"],
         delivered=doc["delivered"], cycle=doc["cycle"])

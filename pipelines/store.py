@@ -148,15 +148,20 @@ def iter_event_rows(out_dir: Path, shards: Iterable[Path] | None = None
     for shard in paths:
         pf = pq.ParquetFile(shard)
         for batch in pf.iter_batches(batch_size=EVENT_READ_BATCH):
-            for r in batch.to_pylist():
-                ts = r.get("@timestamp")
-                if ts is not None:
-                    r["@timestamp"] = (ts.strftime("%Y-%m-%dT%H:%M:%S.")
-                                       + f"{ts.microsecond // 1000:03d}Z")
-                extra = r.pop("extra", None)
-                if extra:
-                    r.update(orjson.loads(extra))
-                yield {k: v for k, v in r.items() if v is not None and v != []}
+            yield from flat_rows(batch)
+
+
+def flat_rows(batch: pa.RecordBatch | pa.Table) -> Iterator[dict[str, Any]]:
+    """Rows of an events table as flat dicts (KeyEvent.to_flat form: extra merged in)."""
+    for r in batch.to_pylist():
+        ts = r.get("@timestamp")
+        if ts is not None:
+            r["@timestamp"] = (ts.strftime("%Y-%m-%dT%H:%M:%S.")
+                               + f"{ts.microsecond // 1000:03d}Z")
+        extra = r.pop("extra", None)
+        if extra:
+            r.update(orjson.loads(extra))
+        yield {k: v for k, v in r.items() if v is not None and v != []}
 
 
 def read_events(out_dir: Path) -> list[dict[str, Any]]:
