@@ -106,6 +106,9 @@ INVENTORY_FIELDS: Final[tuple[RecordField, ...]] = (
        "pending_deletion, disabled, inferred_from_use."),
     _f("transitions", "keytrail.inventory.transitions", "object", "Full state history with "
        "the event that caused each transition.", array=True, children=TRANSITION_FIELDS),
+    _f("history_truncated", "keytrail.inventory.history_truncated", "boolean",
+       "More lifecycle events than kept per key: the history holds the earliest 100 and the "
+       "latest 400 (all events stay in the event store)."),
     _f("rotation", "keytrail.inventory.rotation", "object", "Rotation and cryptoperiod "
        "evaluation.", children=ROTATION_FIELDS),
     _f("last_used", "keytrail.inventory.last_used", "object", "Last successful use per "

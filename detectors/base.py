@@ -60,6 +60,18 @@ class Finding:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def add_bounded(values: set[str], v: str, k: int) -> None:
+    """Add `v` keeping only the `k` smallest values: the kept set is the same whatever the
+    arrival or merge order (merges keep the k smallest of the union)."""
+    if len(values) < k:
+        values.add(v)
+    elif v not in values:
+        top = max(values)
+        if v < top:
+            values.remove(top)
+            values.add(v)
+
+
 def _evidence_key(e: Evidence) -> tuple[str, str]:
     return (e.timestamp, e.event_id)
 
@@ -94,9 +106,7 @@ class Bucket:
                 evidence.sort(key=_evidence_key)
         for name, v in (values or {}).items():
             if v is not None:
-                s = self.values.setdefault(name, set())
-                if len(s) < MAX_BUCKET_VALUES:
-                    s.add(v)
+                add_bounded(self.values.setdefault(name, set()), v, MAX_BUCKET_VALUES)
 
     def _keep_earliest(self, extra: list[Evidence]) -> None:
         merged = sorted({*self.evidence, *extra}, key=_evidence_key)

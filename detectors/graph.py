@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from detectors.base import add_bounded
 from parsers.base import stable_id
 from parsers.schema import KeyEvent
 
@@ -50,8 +51,8 @@ class EdgeAccumulator:
         self.first_seen = min(self.first_seen, ts)
         self.last_seen = max(self.last_seen, ts)
         ip = ev.source_ip
-        if ip and len(self.source_ips) < MAX_IPS:
-            self.source_ips.add(ip)
+        if ip:
+            add_bounded(self.source_ips, ip, MAX_IPS)
         if ev.user_name and (self.user_name is None or ev.user_name < self.user_name):
             self.user_name = ev.user_name
         if ev.principal_type and (

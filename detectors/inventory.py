@@ -30,7 +30,12 @@ HISTORY_OPERATIONS: Final[frozenset[str]] = frozenset(
 )
 MAX_PRINCIPALS: Final[int] = 10_000
 MAX_EVIDENCE: Final[int] = 50
-MAX_HISTORY: Final[int] = 5_000
+# A key's history keeps its earliest HISTORY_HEAD and latest HISTORY_TAIL entries by
+# (time, event id): creation and the current state survive, memory stays bounded per key,
+# and the kept set is the same whatever order partials merge in (bottom-k/top-k merge).
+HISTORY_HEAD: Final[int] = 100
+HISTORY_TAIL: Final[int] = 400
+_HISTORY_SLACK: Final[int] = 500  # prune in batches, not on every entry
 ATTRS: Final[tuple[str, ...]] = (
     "key_provider", "key_kind", "key_account", "key_region", "key_vault", "key_name",
     "key_spec", "key_usage", "key_origin", "key_store", "key_expires_at",
@@ -62,12 +67,14 @@ class KeyAccumulator:
     attrs: dict[str, tuple[str, str, Any]] = field(default_factory=dict)
     aliases: set[str] = field(default_factory=set)
     history: dict[str, dict[str, Any]] = field(default_factory=dict)  # event_id -> entry
+    history_truncated: bool = False
     last_used: dict[str, str] = field(default_factory=dict)  # operation_class -> ts
     op_counts: dict[str, int] = field(default_factory=dict)
     failures: int = 0
     principals: set[str] = field(default_factory=set)
     admins: set[str] = field(default_factory=set)
-    evidence: set[str] = field(default_factory=set)
+    evidence: set[str] = field(default_factory=set)  # the MAX_EVIDENCE smallest event ids
+    _evidence_max: str | None = field(default=None, compare=False, repr=False)
     datasets: set[str] = field(default_factory=set)
 
     def add(self, ev: KeyEvent, uid: str | None = None) -> None:
@@ -108,12 +115,23 @@ class KeyAccumulator:
                 self.admins.add(principal)
             entry = _history_entry(ev)
             mine = self.history.get(ev.event_id)
-            if (mine is None and len(self.history) < MAX_HISTORY) or (
-                mine is not None and _prov(entry) < _prov(mine)
-            ):
+            if mine is None or _prov(entry) < _prov(mine):
                 self.history[ev.event_id] = entry
-        if len(self.evidence) < MAX_EVIDENCE:
-            self.evidence.add(ev.event_id)
+                if len(self.history) > HISTORY_HEAD + HISTORY_TAIL + _HISTORY_SLACK:
+                    self.prune_history()
+        # Bottom-k by event id, like merge(): the same sample whatever the arrival order.
+        evs = self.evidence
+        if len(evs) < MAX_EVIDENCE:
+            evs.add(ev.event_id)
+        else:
+            top = self._evidence_max
+            if top is None:
+                top = self._evidence_max = max(evs)
+            eid = ev.event_id
+            if eid < top and eid not in evs:
+                evs.discard(top)
+                evs.add(eid)
+                self._evidence_max = None
 
     def merge(self, other: KeyAccumulator) -> KeyAccumulator:
         if other.first_seen and (self.first_seen is None or other.first_seen < self.first_seen):
@@ -125,12 +143,12 @@ class KeyAccumulator:
         self.aliases |= other.aliases
         for eid, entry in other.history.items():
             mine = self.history.get(eid)
-            if mine is None:
-                if len(self.history) < MAX_HISTORY:
-                    self.history[eid] = entry
-            elif _prov(entry) < _prov(mine):
+            if mine is None or _prov(entry) < _prov(mine):
                 # The same event delivered twice: keep the first provenance, deterministically.
                 self.history[eid] = entry
+        self.history_truncated = self.history_truncated or other.history_truncated
+        if len(self.history) > HISTORY_HEAD + HISTORY_TAIL + _HISTORY_SLACK:
+            self.prune_history()
         for cls, ts in other.last_used.items():
             if cls not in self.last_used or ts > self.last_used[cls]:
                 self.last_used[cls] = ts
@@ -144,8 +162,23 @@ class KeyAccumulator:
         self.evidence |= other.evidence
         if len(self.evidence) > MAX_EVIDENCE:
             self.evidence = set(sorted(self.evidence)[:MAX_EVIDENCE])
+        self._evidence_max = None
         self.datasets |= other.datasets
         return self
+
+
+    def prune_history(self, slack: int = 0) -> None:
+        """Keep the earliest HISTORY_HEAD and latest HISTORY_TAIL entries (+ slack)."""
+        if len(self.history) <= HISTORY_HEAD + HISTORY_TAIL + slack:
+            return
+        order = sorted(self.history.values(), key=_history_order)
+        keep = order[:HISTORY_HEAD] + order[-HISTORY_TAIL:]
+        self.history = {e["event_id"]: e for e in keep}
+        self.history_truncated = True
+
+
+def _history_order(e: dict[str, Any]) -> tuple[str, str]:
+    return (e["ts"], e["event_id"])
 
 
 def _prov(entry: dict[str, Any]) -> tuple[str, int]:
@@ -328,7 +361,8 @@ def build_inventory_record(
     attr = {k: v[2] for k, v in acc.attrs.items()}
     provider = attr.get("key_provider")
     kind = attr.get("key_kind") or "key"
-    history = sorted(acc.history.values(), key=lambda e: (e["ts"], e["event_id"]))
+    acc.prune_history()
+    history = sorted(acc.history.values(), key=_history_order)
     created = next((h for h in history if h["operation"] == "create" and h["outcome"] != "failure"),
                    None)
     # State machine over successful lifecycle events.
@@ -425,6 +459,7 @@ def build_inventory_record(
         "state": state,
         "substate": substate,
         "transitions": transitions,
+        "history_truncated": acc.history_truncated,
         "rotation": {
             "eligible": eligible,
             "eligibility_reason": eligibility_reason,

@@ -69,7 +69,8 @@ class RunState:
 def _key_to_json(a: KeyAccumulator) -> dict[str, Any]:
     return {"uid": a.uid, "first_seen": a.first_seen, "last_seen": a.last_seen,
             "attrs": {k: list(v) for k, v in a.attrs.items()}, "aliases": sorted(a.aliases),
-            "history": a.history, "last_used": a.last_used, "op_counts": a.op_counts,
+            "history": a.history, "history_truncated": a.history_truncated,
+            "last_used": a.last_used, "op_counts": a.op_counts,
             "failures": a.failures, "principals": sorted(a.principals),
             "admins": sorted(a.admins), "evidence": sorted(a.evidence),
             "datasets": sorted(a.datasets)}
@@ -79,7 +80,8 @@ def _key_from_json(d: dict[str, Any]) -> KeyAccumulator:
     return KeyAccumulator(
         uid=d["uid"], first_seen=d["first_seen"], last_seen=d["last_seen"],
         attrs={k: (v[0], v[1], v[2]) for k, v in d["attrs"].items()},
-        aliases=set(d["aliases"]), history=d["history"], last_used=d["last_used"],
+        aliases=set(d["aliases"]), history=d["history"],
+        history_truncated=d.get("history_truncated", False), last_used=d["last_used"],
         op_counts=d["op_counts"], failures=d["failures"], principals=set(d["principals"]),
         admins=set(d["admins"]), evidence=set(d["evidence"]), datasets=set(d["datasets"]))
 
