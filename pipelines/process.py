@@ -220,13 +220,15 @@ class FileProcessor:
                                     dacc.add(o, uid=dest)
                             if det is not None:
                                 self._detect(o, det, res)
+                            last_offset = o.log_offset
                         elif type(o) is Skipped:
                             skipped[o.reason] += 1
+                            last_offset = o.offset
                         else:
                             assert isinstance(o, Quarantined)
                             quarantined[o.reason] += 1
                             qrows.append(orjson.dumps(o.to_dict(), option=orjson.OPT_SORT_KEYS))
-                        last_offset = getattr(o, "log_offset", getattr(o, "offset", last_offset))
+                            last_offset = o.offset
                 except Exception as exc:
                     q = quarantine("read_error", uri, last_offset, b"", dataset,
                                    f"{type(exc).__name__}: {str(exc)[:300]}; rest of file unread")
