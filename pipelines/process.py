@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
 import orjson
 
 from detectors.base import (
@@ -76,9 +77,8 @@ def merge_gated(into: dict[GateKey, array[int]], other: dict[GateKey, array[int]
         if mine is None:
             into[gk] = arr
         else:
-            for i, n in enumerate(arr):
-                if n:
-                    mine[i] += n
+            view = np.frombuffer(mine, dtype=np.uint32)  # writes through to `mine`
+            view += np.frombuffer(arr, dtype=np.uint32)
 
 
 def shard_name(uri: str) -> str:
