@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from sys import intern
 from typing import Any, Final
 
 import numpy as np
@@ -204,6 +205,8 @@ class FileProcessor:
                                       window_start(ts, window))
                                 ea = edges.get(ek)
                                 if ea is None:
+                                    # Interned parts: the partial pickles each string once.
+                                    ek = tuple(map(intern, ek))  # type: ignore[assignment]
                                     ea = edges[ek] = EdgeAccumulator()
                                 ea.add(o)
                                 if o.resource:
