@@ -19,6 +19,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.corpus import write_corpus
+from parsers import native
 from parsers.base import REGISTRY, ParseOptions
 from parsers.detect import parse_stream
 from parsers.schema import KeyEvent
@@ -59,6 +60,8 @@ def main() -> None:
         groups: dict[str, list[Path]] = {}
         for f in files:
             groups.setdefault(f.name.split("_")[0], []).append(f)
+        print("compiled fast paths:", "loaded" if native.available() else
+              "not loaded (make native; KEYTRAIL_NATIVE=0 disables them)")
         print(f"{'family':<12} {'records':>9} {'events':>9} {'parse ev/s':>12} "
               f"{'orjson rec/s':>13} {'ratio':>7} {'MB':>7}")
         for fam, paths in sorted(groups.items()):
