@@ -88,6 +88,10 @@ def orjson_rate(corpus: Path) -> float:
 
 def main() -> None:
     sizes = [int(a) for a in sys.argv[1:]] or [1_000_000, 5_000_000]
+    from parsers import native
+
+    print("compiled fast paths:", "loaded" if native.available() else
+          "not loaded (make native; KEYTRAIL_NATIVE=0 disables them)")
     print(f"{'events':>10} {'wall s':>8} {'events/s':>10} {'orjson rec/s':>13} "
           f"{'ratio':>6} {'peak RSS MB':>12}")
     for n in sizes:
