@@ -67,9 +67,10 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
+from itertools import chain
 from typing import IO, Any, Final, NamedTuple, cast
 
 import orjson
@@ -84,6 +85,7 @@ from parsers.base import (
     stable_id,
 )
 from parsers.framing import OVERLONG, iter_lines, read_document, too_long
+from parsers.native import NATIVE
 from parsers.netaddr import clean_ip
 from parsers.schema import Outcome, new_event
 from parsers.timeutil import BadTimestamp, format_ms, normalize_iso
@@ -99,6 +101,15 @@ EXTRA_FIELDS: Final[dict[str, tuple[str, str]]] = {
 }
 
 _BOM: Final[bytes] = b"\xef\xbb\xbf"
+# Compiled fast path for NDJSON lines (parsers/native/src/keyvault.rs), or None:
+# (buf, end, path, base offset, max line) -> (KeyEvents and (offset, line, overlong)
+# tuples for the lines Python must parse, number of such tuples).
+_NativeLines = Callable[[bytes, int, str, int, int], tuple[list[Any], int]]
+_NATIVE_LINES: _NativeLines | None = getattr(NATIVE, "keyvault_lines", None)
+# (document, path) -> (a KeyEvent or None per record, number of Nones), or None.
+_NativeDoc = Callable[[bytes, str], tuple[list[Any], int] | None]
+_NATIVE_DOC: _NativeDoc | None = getattr(NATIVE, "keyvault_document", None)
+_FAST_CHUNK: Final[int] = 1 << 16  # bounded batches: events are consumed while hot
 _PEEK: Final[int] = 4096
 _WS: Final[bytes] = b" \t\r\n"
 
@@ -838,6 +849,14 @@ class AzureKeyVaultParser(LogParser):
             yield from self._parse_lines(cast(IO[bytes], _Chain(head, stream)), path)
 
     def _parse_document(self, data: bytes, path: str) -> Iterator[ParseOutcome]:
+        # Compiled fast path: one KeyEvent or None (Python parses it) per record.
+        native = None
+        if _NATIVE_DOC is not None and not self.options.include_original:
+            native = _NATIVE_DOC(data, path)
+            if native is not None and not native[1]:
+                yield from native[0]
+                return
+        done = native[0] if native is not None else None
         try:
             doc = orjson.loads(data[3:] if data.lstrip(_WS).startswith(_BOM) else data)
         except orjson.JSONDecodeError as exc:
@@ -859,7 +878,8 @@ class AzureKeyVaultParser(LogParser):
         if isinstance(doc, dict):
             records = doc.get("records")
             if not isinstance(records, list):
-                yield self._record(doc, path, 0)
+                first = done[0] if done else None
+                yield first if first is not None else self._record(doc, path, 0)
                 return
         elif isinstance(doc, list):
             records = doc
@@ -869,7 +889,10 @@ class AzureKeyVaultParser(LogParser):
             )
             return
         for index, rec in enumerate(records):
-            if isinstance(rec, dict):
+            ev = done[index] if done is not None else None
+            if ev is not None:
+                yield ev
+            elif isinstance(rec, dict):
                 yield self._record(rec, path, index)
             else:
                 yield quarantine(
@@ -882,7 +905,54 @@ class AzureKeyVaultParser(LogParser):
                 )
 
     def _parse_lines(self, stream: IO[bytes], path: str) -> Iterator[ParseOutcome]:
-        for offset, line in iter_lines(stream, self.options.max_line_bytes):
+        # (Below 512 bytes the over-long excerpt depends on read sizes: Python frames.)
+        if (_NATIVE_LINES is not None and not self.options.include_original
+                and self.options.max_line_bytes >= 512):
+            return chain.from_iterable(self._native_batches(stream, path, _NATIVE_LINES))
+        return self._parse_framed(iter_lines(stream, self.options.max_line_bytes), path)
+
+    def _native_batches(
+        self, stream: IO[bytes], path: str, native: _NativeLines
+    ) -> Iterator[Iterable[ParseOutcome]]:
+        """The compiled fast path frames and parses chunks of whole lines (exactly as
+        iter_lines + _parse_framed would) and hands back the lines it is unsure of."""
+        max_line = self.options.max_line_bytes
+        carry = b""
+        base = 0  # file offset of carry[0]; always the start of a line
+        while True:
+            chunk = stream.read(_FAST_CHUNK)
+            if not chunk:
+                break
+            buf = carry + chunk if carry else chunk
+            end = buf.rfind(b"\n") + 1
+            if end:
+                outcomes, fallbacks = native(buf, end, path, base, max_line)
+                yield self._with_fallbacks(outcomes, path) if fallbacks else outcomes
+                carry = buf[end:]
+                base += end
+            else:
+                carry = buf
+            if len(carry) > max_line:  # an over-long line: iter_lines takes the rest
+                rest = iter_lines(cast(IO[bytes], _Chain(carry, stream)), max_line)
+                yield self._parse_framed(_shifted(rest, base), path)
+                return
+        if carry:
+            yield self._parse_framed(_shifted(iter_lines(io.BytesIO(carry), max_line), base), path)
+
+    def _with_fallbacks(self, outcomes: list[Any], path: str) -> Iterator[ParseOutcome]:
+        for item in outcomes:
+            if type(item) is tuple:
+                offset, line, overlong = item
+                yield from self._parse_framed(
+                    ((offset, OVERLONG + line if overlong else line),), path
+                )
+            else:
+                yield item
+
+    def _parse_framed(
+        self, lines: Iterable[tuple[int, bytes]], path: str
+    ) -> Iterator[ParseOutcome]:
+        for offset, line in lines:
             if line.startswith(OVERLONG):
                 yield too_long(path, offset, line, DATASET, self.options.max_line_bytes)
                 continue
@@ -1419,6 +1489,11 @@ def _dump(rec: Any) -> bytes:
         return orjson.dumps(rec)
     except TypeError:
         return repr(rec).encode("utf-8", "replace")
+
+
+def _shifted(lines: Iterator[tuple[int, bytes]], base: int) -> Iterator[tuple[int, bytes]]:
+    for offset, line in lines:
+        yield base + offset, line
 
 
 class _Chain(io.RawIOBase):

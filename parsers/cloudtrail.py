@@ -86,7 +86,7 @@ Decisions where CloudTrail or the brief is silent:
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import IO, Any, Final
@@ -105,6 +105,7 @@ from parsers.base import (
     stable_id,
 )
 from parsers.framing import OVERLONG, iter_lines, too_long
+from parsers.native import NATIVE
 from parsers.netaddr import clean_ip
 from parsers.schema import ECS_CATEGORY, ECS_TYPE, OPERATION_CLASS, KeyEvent
 from parsers.timeutil import format_ms, from_epoch_ms, normalize_iso
@@ -121,6 +122,14 @@ _HEAD_BYTES: Final[int] = 1 << 20
 _MAX_ALIASES: Final[int] = 4096
 _EMPTY: Final[dict[str, Any]] = {}
 _BOM: Final[bytes] = b"\xef\xbb\xbf"
+
+# Compiled fast paths (parsers/native/src/cloudtrail.rs): None = every record in Python.
+_NATIVE_LINES: Callable[[str, bool], Any] | None = (
+    NATIVE.CloudTrailLines if NATIVE is not None else None
+)
+_NATIVE_DOC: Callable[[bytes, str, bool], Iterator[Any] | None] | None = (
+    NATIVE.cloudtrail_document if NATIVE is not None else None
+)
 
 # --- verb tables -------------------------------------------------------------------------
 
@@ -603,6 +612,10 @@ class CloudTrailParser(LogParser):
             rest_blank = nl < 0 or not body[nl + 1 :].strip()
             if at_eof and rest_blank:
                 # One line, one value: a document (S3 object, export, single envelope).
+                native = self._native_document(first_line, path, aliases)
+                if native is not None:
+                    yield from native
+                    return
                 try:
                     value = orjson.loads(first_line)
                 except orjson.JSONDecodeError:
@@ -625,12 +638,41 @@ class CloudTrailParser(LogParser):
         if len(data) > MAX_DOCUMENT_BYTES:
             yield from self._lines(_Chain(data, stream), path, aliases)
             return
+        native = self._native_document(data, path, aliases)
+        if native is not None:
+            yield from native
+            return
         try:
             value = orjson.loads(data)
         except orjson.JSONDecodeError:
             yield from self._lines(_Chain(data, io.BytesIO()), path, aliases)
             return
         yield from self._document(value, path, aliases)
+
+    def _native_document(
+        self, data: bytes, path: str, aliases: dict[str, str]
+    ) -> Iterator[ParseOutcome] | None:
+        """A `{"Records": [...]}` document through the compiled fast path, None if not taken.
+
+        The fast path yields each record's event, or (index, raw JSON) for the Python path."""
+        if _NATIVE_DOC is None or self.options.include_original:
+            return None
+        got = _NATIVE_DOC(data, path, self.options.redact_encryption_context)
+        if got is None:
+            return None
+        return self._native_records(got, path, aliases)
+
+    def _native_records(
+        self, got: Iterator[Any], path: str, aliases: dict[str, str]
+    ) -> Iterator[ParseOutcome]:
+        for item in got:
+            if type(item) is tuple:
+                i, raw = item
+                yield self._record(
+                    orjson.loads(raw), path, i, None, stream_name=None, aliases=aliases
+                )
+            else:
+                yield item
 
     def _document(
         self, value: object, path: str, aliases: dict[str, str]
@@ -667,11 +709,19 @@ class CloudTrailParser(LogParser):
 
     def _lines(self, stream: Any, path: str, aliases: dict[str, str]) -> Iterator[ParseOutcome]:
         max_line = self.options.max_line_bytes
+        native = None
+        if _NATIVE_LINES is not None and not self.options.include_original:
+            native = _NATIVE_LINES(path, self.options.redact_encryption_context).event
         for offset, line in iter_lines(stream, max_line):
             if line.startswith(OVERLONG):
                 yield too_long(path, offset, line, DATASET, max_line)
                 continue
             raw = line[3:] if offset == 0 and line.startswith(_BOM) else line
+            if native is not None:
+                ev = native(raw, offset)
+                if ev is not None:
+                    yield ev
+                    continue
             try:
                 value = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:

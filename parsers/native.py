@@ -14,6 +14,12 @@ from types import ModuleType
 
 from parsers import schema
 
+# What the parsers call; a build missing any of them (stale .so) is not used at all.
+REQUIRED: tuple[str, ...] = (
+    "init", "CloudTrailLines", "cloudtrail_document", "keyvault_lines", "keyvault_document",
+    "vault_init", "VaultStream",
+)
+
 
 def _load() -> ModuleType | None:
     if os.environ.get("KEYTRAIL_NATIVE", "1") == "0":
@@ -33,6 +39,13 @@ def _load() -> ModuleType | None:
         else:
             mod = importlib.import_module("parsers._native")
     except ImportError:
+        return None
+    missing = [name for name in REQUIRED if not hasattr(mod, name)]
+    if missing:
+        import warnings
+
+        warnings.warn(f"parsers/_native is stale (no {', '.join(missing)}); using the Python "
+                      "parsers. Rebuild it with `make native`.", stacklevel=2)
         return None
     mod.init(schema.KeyEvent, schema.OPERATION_CLASS, schema.ECS_CATEGORY,
              schema.ECS_TYPE, schema._INFO)

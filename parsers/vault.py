@@ -94,7 +94,7 @@ from typing import IO, Any, Final, NamedTuple
 
 import orjson
 
-from parsers import schema
+from parsers import framing, schema
 from parsers.base import (
     LogParser,
     ParseOptions,
@@ -105,6 +105,7 @@ from parsers.base import (
     stable_id,
 )
 from parsers.framing import OVERLONG, iter_lines, too_long
+from parsers.native import NATIVE
 from parsers.netaddr import clean_ip
 from parsers.schema import KeyEvent, new_event
 from parsers.timeutil import BadTimestamp, normalize_iso
@@ -786,11 +787,19 @@ def _plan(path: str, op: str, mount_point: str | None, mount_type: str | None) -
 
 class _Pending(NamedTuple):
     offset: int
-    record: dict[str, Any]
+    record: dict[str, Any] | None  # None: stored by the native fast path, re-read from raw
     timestamp: str
     raw: bytes
     host: str | None
     plan: _Plan | None
+
+
+def _record_of(p: _Pending) -> dict[str, Any]:
+    """The request record of a pending entry (the fast path keeps only its bytes)."""
+    if p.record is not None:
+        return p.record
+    rec: dict[str, Any] = orjson.loads(p.raw)
+    return rec
 
 
 @register
@@ -840,11 +849,20 @@ class VaultAuditParser(LogParser):
     def parse(self, stream: IO[bytes], path: str) -> Iterator[ParseOutcome]:
         pending: dict[str, _Pending] = {}
         out: list[ParseOutcome] = []
-        for offset, line in iter_lines(stream, self.options.max_line_bytes):
-            self._record(offset, line, path, pending, out)
-            if out:
-                yield from out
-                out.clear()
+        if _NATIVE_STREAM is not None and not self.options.include_original \
+                and MAX_PENDING == _NATIVE_MAX_PENDING:
+            # The compiled fast path frames the lines as iter_lines does and handles the
+            # common ones against the same `pending` table and `out` list; any other line
+            # goes to self._record, as below.
+            yield from _NATIVE_STREAM(stream.read, framing.CHUNK, self.options.max_line_bytes,
+                                      path, pending, out, self.options.vault_cluster,
+                                      self._record)
+        else:
+            for offset, line in iter_lines(stream, self.options.max_line_bytes):
+                self._record(offset, line, path, pending, out)
+                if out:
+                    yield from out
+                    out.clear()
         while pending:
             key = next(iter(pending))
             yield self._unanswered(pending.pop(key), path)
@@ -952,7 +970,7 @@ class VaultAuditParser(LogParser):
 
     # -----------------------------------------------------------------------------------
     def _unanswered(self, p: _Pending, path: str) -> KeyEvent:
-        return self._event(rec=p.record, req_p=None, ts=p.timestamp, offset=p.offset,
+        return self._event(rec=_record_of(p), req_p=None, ts=p.timestamp, offset=p.offset,
                            raw=p.raw, path=path, host=p.host, plan=p.plan)
 
     def _event(
@@ -994,7 +1012,7 @@ class VaultAuditParser(LogParser):
         # outcome
         err = _s(rec.get("error"))
         if err is None and req_p is not None:
-            err = _s(req_p.record.get("error"))
+            err = _s(_record_of(req_p).get("error"))
         outcome: str = "failure" if err else ("success" if is_response else "unknown")
         err_msg = error_message(err) if err else None
 
@@ -1230,6 +1248,14 @@ class VaultAuditParser(LogParser):
             fields["key_kind"] = "key"
             fields["key_provider"] = "vault_kmip"
         return name or "unknown", operation
+
+
+# The compiled fast path (parsers/native/src/vault.rs), None without it. The pending-table
+# bound is handed over once; a parser run with another MAX_PENDING stays in Python.
+_NATIVE_STREAM: Any = getattr(NATIVE, "VaultStream", None)
+_NATIVE_MAX_PENDING = MAX_PENDING
+if _NATIVE_STREAM is not None:
+    NATIVE.vault_init(_plan, Skipped, _Pending, MAX_PENDING)  # type: ignore[union-attr]
 
 
 __all__ = ["DATASET", "EXTRA_FIELDS", "MAX_PENDING", "Route", "VaultAuditParser",
