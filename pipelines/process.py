@@ -8,6 +8,7 @@ unreadable input becomes a quarantined record, so the file's accounting always h
 from __future__ import annotations
 
 import dataclasses
+import gc
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -69,6 +70,16 @@ class FileResult:
     # Gated window detectors: per-bucket counts, one array per (detector, entity, day).
     gated: dict[GateKey, array[int]] = field(default_factory=dict)
     max_ts: str | None = None
+
+
+def tune_gc() -> None:
+    """Fewer cyclic-GC passes while streaming events (~20% of per-event time otherwise).
+
+    The hot loop allocates millions of short-lived, acyclic objects (events, dicts); with
+    the default thresholds the collector traverses the live partials again and again.
+    Called by the processes that run FileProcessor (Beam workers, the watcher).
+    """
+    gc.set_threshold(100_000, 50, 100)
 
 
 def merge_gated(into: dict[GateKey, array[int]], other: dict[GateKey, array[int]]) -> None:

@@ -29,7 +29,7 @@ from parsers.timeutil import to_epoch_ms
 from pipelines.config import KeytrailConfig
 from pipelines.detection import load_detection
 from pipelines.finalize import finalize_state, merge_quarantine, write_local_store
-from pipelines.process import FileProcessor, FileResult
+from pipelines.process import FileProcessor, FileResult, tune_gc
 from pipelines.sources import GZIP_MAGIC, SKIP_NAMES, InputFile, list_s3, s3_client
 from pipelines.state import RunState, commit_state, read_state
 
@@ -281,6 +281,7 @@ class Watcher:
         self.state_path = Path(self.state_dir) / "state.json"
         self.out = Path(self.out_dir)
         self.detection, self.inventory_dets = load_detection(self.config)
+        tune_gc()
         self.processor = FileProcessor(self.out_dir, self.config.parse, self.config.graph_window,
                                        self.detection)
         self._stop = False
