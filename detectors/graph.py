@@ -48,10 +48,12 @@ class EdgeAccumulator:
         if ev.outcome == "failure":
             self.failures += 1
         ts = ev.timestamp
-        self.first_seen = min(self.first_seen, ts)
-        self.last_seen = max(self.last_seen, ts)
+        if ts < self.first_seen:  # noqa: PLR1730 (hot path: min() is a call)
+            self.first_seen = ts
+        if ts > self.last_seen:  # noqa: PLR1730
+            self.last_seen = ts
         ip = ev.source_ip
-        if ip:
+        if ip and ip not in self.source_ips:
             add_bounded(self.source_ips, ip, MAX_IPS)
         if ev.user_name and (self.user_name is None or ev.user_name < self.user_name):
             self.user_name = ev.user_name
