@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,13 +11,9 @@ from parsers.base import stable_id
 from parsers.netaddr import clean_ip
 from parsers.schema import new_event
 from parsers.timeutil import BadTimestamp, normalize_iso
+from tests.native_util import require_native
 
-if native.NATIVE is None:
-    if os.environ.get("CI") == "true" and os.environ.get("KEYTRAIL_NATIVE") != "0":
-        pytest.fail("parsers/_native is not built (make native); CI requires it",
-                    pytrace=False)
-    pytest.skip("compiled fast paths not built (run `make native`); Python parsers in use",
-                allow_module_level=True)
+require_native()
 
 N = native.NATIVE
 

@@ -9,7 +9,6 @@ import copy
 import gzip
 import io
 import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,13 +24,9 @@ from parsers.base import ParseOptions
 from parsers.cloudtrail import CloudTrailParser
 from parsers.detect import detect
 from parsers.schema import KeyEvent
+from tests.native_util import require_native
 
-if native.NATIVE is None:
-    if os.environ.get("CI") == "true" and os.environ.get("KEYTRAIL_NATIVE") != "0":
-        pytest.fail("parsers/_native is not built (make native); CI requires it",
-                    pytrace=False)
-    pytest.skip("compiled fast paths not built (run `make native`); Python parsers in use",
-                allow_module_level=True)
+require_native()
 
 REPO = Path(__file__).resolve().parents[1]
 ROOTS = (REPO / "sample_logs", REPO.parent / "shared" / "real_logs")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import random
 import tempfile
 from collections.abc import Callable, Iterator
@@ -30,13 +29,9 @@ from parsers import native
 from parsers.base import ParseOptions, ParseOutcome
 from parsers.schema import KeyEvent
 from tests.golden_util import REAL_LOGS, SAMPLES
+from tests.native_util import require_native
 
-if native.NATIVE is None:
-    if os.environ.get("CI") == "true" and os.environ.get("KEYTRAIL_NATIVE") != "0":
-        pytest.fail("parsers/_native is not built (make native); CI requires it",
-                    pytrace=False)
-    pytest.skip("compiled fast paths not built (run `make native`); Python parsers in use",
-                allow_module_level=True)
+require_native()
 
 N = native.NATIVE
 LINE: Callable[[bytes, str, int], KeyEvent | None] = N.keyvault_line

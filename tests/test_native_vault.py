@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,13 +24,9 @@ from hypothesis import strategies as st
 from parsers import framing, native, vault
 from parsers.base import ParseOptions, ParseOutcome, Skipped
 from parsers.schema import KeyEvent
+from tests.native_util import require_native
 
-if native.NATIVE is None:
-    if os.environ.get("CI") == "true" and os.environ.get("KEYTRAIL_NATIVE") != "0":
-        pytest.fail("parsers/_native is not built (make native); CI requires it",
-                    pytrace=False)
-    pytest.skip("compiled fast paths not built (run `make native`); Python parsers in use",
-                allow_module_level=True)
+require_native()
 
 if vault._NATIVE_STREAM is None:
     pytest.skip("this build of parsers/_native has no vault fast path",
