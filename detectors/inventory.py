@@ -71,7 +71,8 @@ class KeyAccumulator:
     last_used: dict[str, str] = field(default_factory=dict)  # operation_class -> ts
     op_counts: dict[str, int] = field(default_factory=dict)
     failures: int = 0
-    principals: set[str] = field(default_factory=set)
+    principals: set[str] = field(default_factory=set)  # the MAX_PRINCIPALS smallest
+    _principals_max: str | None = field(default=None, compare=False, repr=False)
     admins: set[str] = field(default_factory=set)
     evidence: set[str] = field(default_factory=set)  # the MAX_EVIDENCE smallest event ids
     _evidence_max: str | None = field(default=None, compare=False, repr=False)
@@ -94,8 +95,17 @@ class KeyAccumulator:
             prev = self.last_used.get(cls)
             if prev is None or ts > prev:
                 self.last_used[cls] = ts
-        if principal and len(self.principals) < MAX_PRINCIPALS:
-            self.principals.add(principal)
+        if principal and principal not in self.principals:
+            if len(self.principals) < MAX_PRINCIPALS:
+                self.principals.add(principal)
+            else:  # bottom-k, as in merge(): independent of arrival order
+                top = self._principals_max
+                if top is None:
+                    top = self._principals_max = max(self.principals)
+                if principal < top:
+                    self.principals.discard(top)
+                    self.principals.add(principal)
+                    self._principals_max = None
         # Attributes describe the key only on the primary key of the event. Crypto events
         # repeat what the key's first event said, so after that only non-crypto events
         # (create, import, policy...) are read for attributes: far fewer getattr calls.
@@ -158,6 +168,7 @@ class KeyAccumulator:
         self.principals |= other.principals
         if len(self.principals) > MAX_PRINCIPALS:
             self.principals = set(sorted(self.principals)[:MAX_PRINCIPALS])
+        self._principals_max = None
         self.admins |= other.admins
         self.evidence |= other.evidence
         if len(self.evidence) > MAX_EVIDENCE:

@@ -89,3 +89,18 @@ def test_edge_ips_and_bucket_values_do_not_depend_on_order() -> None:
         assert len(e.source_ips) == MAX_IPS and len(b.values["ip"]) == MAX_BUCKET_VALUES
         outs.append((sorted(e.source_ips), sorted(b.values["ip"])))
     assert all(o == outs[0] for o in outs)
+
+
+def test_principal_sample_does_not_depend_on_order(monkeypatch: object) -> None:
+    import detectors.inventory as inv
+
+    monkeypatch.setattr(inv, "MAX_PRINCIPALS", 30)  # type: ignore[attr-defined]
+    events = [_ev(i, "decrypt", "Decrypt") for i in range(300)]
+    for i, ev in enumerate(events):
+        ev.user_id = f"arn:aws:iam::111122223333:role/r{(i * 7919) % 211:03d}"
+    kept = []
+    for parts, seed in ((1, 0), (4, 1), (7, 2)):
+        acc = _fold(events, parts, seed)
+        assert len(acc.principals) == 30
+        kept.append(sorted(acc.principals))
+    assert kept[0] == kept[1] == kept[2]

@@ -224,18 +224,6 @@ impl<'py> Event<'py> {
         self.d.set_item(key, value).map_err(|_| Fallback)
     }
 
-    /// Set only when the value is Some (absent fields keep the class default None).
-    pub fn set_opt<V: IntoPyObject<'py>>(
-        &self,
-        key: &Bound<'py, PyString>,
-        value: Option<V>,
-    ) -> Fb<()> {
-        match value {
-            Some(v) => self.set(key, v),
-            None => Ok(()),
-        }
-    }
-
     /// Build the KeyEvent exactly as parsers.schema.new_event does: the required fields
     /// given here, operation_class / category / type derived, extra defaulted to {}.
     #[allow(clippy::too_many_arguments)]
