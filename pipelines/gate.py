@@ -13,7 +13,6 @@ so the detectors see the same episodes as with full buckets everywhere.
 from __future__ import annotations
 
 import logging
-from array import array
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -25,7 +24,7 @@ import pyarrow.parquet as pq
 from detectors.base import MAX_BUCKET_VALUES, Bucket, bucket_start, hot_flags
 from parsers.schema import KeyEvent
 from parsers.timeutil import from_epoch_ms
-from pipelines.process import BucketKey, Detection, GateKey
+from pipelines.process import BucketKey, Counts, Detection, GateKey, count_items
 from pipelines.store import flat_rows
 
 log = logging.getLogger(__name__)
@@ -37,10 +36,10 @@ def _day_ms(day: str) -> int:
     return int((d - _EPOCH).total_seconds()) * 1000
 
 
-def hot_buckets(gated: dict[GateKey, array[int]], detection: Detection
+def hot_buckets(gated: dict[GateKey, Counts], detection: Detection
                 ) -> dict[str, dict[str, dict[str, int]]]:
     """detector id -> entity -> {bucket start: merged count} for buckets in hot windows."""
-    series: dict[tuple[str, str], list[tuple[str, array[int]]]] = {}
+    series: dict[tuple[str, str], list[tuple[str, Counts]]] = {}
     for (did, entity, day), counts in gated.items():
         series.setdefault((did, entity), []).append((day, counts))
     hot: dict[str, dict[str, dict[str, int]]] = {}
@@ -51,12 +50,11 @@ def hot_buckets(gated: dict[GateKey, array[int]], detection: Detection
         secs, window_s, threshold = gate
         starts: list[int] = []
         vals: list[int] = []
-        for day, counts in sorted(days):
+        for day, counts in sorted(days, key=lambda dc: dc[0]):
             base = _day_ms(day)
-            arr = np.frombuffer(counts, dtype=np.uint32)
-            for i in np.flatnonzero(arr).tolist():
+            for i, n in count_items(counts):
                 starts.append(base + i * secs * 1000)
-                vals.append(int(arr[i]))
+                vals.append(n)
         if sum(vals) < threshold:
             continue
         flags = hot_flags(starts, vals, window_s * 1000, threshold)
@@ -168,7 +166,7 @@ def _check(hot: dict[str, dict[str, dict[str, int]]], buckets: dict[BucketKey, B
                                 did, entity, start, n, got)
 
 
-def gated_buckets(events_dir: Path | None, gated: dict[GateKey, array[int]],
+def gated_buckets(events_dir: Path | None, gated: dict[GateKey, Counts],
                   detection: Detection | None) -> dict[BucketKey, Bucket]:
     """Buckets of gated detectors for the spans that can produce findings."""
     if detection is None or not gated or events_dir is None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from sys import intern
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import numpy as np
 import orjson
@@ -55,6 +55,10 @@ QUARANTINE_DIR: Final[str] = "_quarantine"
 EVENTS_DIR: Final[str] = "events"
 BucketKey = tuple[str, str, str]  # detector id, entity, bucket start
 GateKey = tuple[str, str, str]  # detector id, entity, day ('YYYY-MM-DD')
+# Per-bucket counts of one (detector, entity, day): {slot: count} while few slots are
+# used (most principals are active a few minutes a day), a dense uint32 array after.
+Counts: TypeAlias = "dict[int, int] | array[int]"
+SPARSE_SLOTS: Final[int] = 64
 
 
 @dataclass
@@ -68,7 +72,7 @@ class FileResult:
     buckets: dict[BucketKey, Bucket] = field(default_factory=dict)
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Gated window detectors: per-bucket counts, one array per (detector, entity, day).
-    gated: dict[GateKey, array[int]] = field(default_factory=dict)
+    gated: dict[GateKey, Counts] = field(default_factory=dict)
     max_ts: str | None = None
 
 
@@ -82,15 +86,42 @@ def tune_gc() -> None:
     gc.set_threshold(100_000, 50, 100)
 
 
-def merge_gated(into: dict[GateKey, array[int]], other: dict[GateKey, array[int]]) -> None:
-    """Add `other`'s per-bucket counts into `into` (arrays are adopted, not copied)."""
-    for gk, arr in other.items():
+def merge_gated(into: dict[GateKey, Counts], other: dict[GateKey, Counts]) -> None:
+    """Add `other`'s per-bucket counts into `into` (values may be adopted, not copied)."""
+    for gk, theirs in other.items():
         mine = into.get(gk)
         if mine is None:
-            into[gk] = arr
+            into[gk] = theirs
+        elif isinstance(mine, array):
+            if isinstance(theirs, array):
+                view = np.frombuffer(mine, dtype=np.uint32)  # writes through to `mine`
+                view += np.frombuffer(theirs, dtype=np.uint32)
+            else:
+                for i, n in theirs.items():
+                    mine[i] += n
+        elif isinstance(theirs, array):
+            dense = array("I", theirs)
+            for i, n in mine.items():
+                dense[i] += n
+            into[gk] = dense
         else:
-            view = np.frombuffer(mine, dtype=np.uint32)  # writes through to `mine`
-            view += np.frombuffer(arr, dtype=np.uint32)
+            for i, n in theirs.items():
+                mine[i] = mine.get(i, 0) + n
+
+
+def dense_counts(sparse: dict[int, int], slots: int) -> array[int]:
+    dense = array("I", bytes(4 * slots))
+    for i, n in sparse.items():
+        dense[i] = n
+    return dense
+
+
+def count_items(counts: Counts) -> list[tuple[int, int]]:
+    """(slot, count) pairs with a count, by slot."""
+    if isinstance(counts, array):
+        return [(int(i), int(counts[i]))
+                for i in np.flatnonzero(np.frombuffer(counts, dtype=np.uint32)).tolist()]
+    return sorted((i, n) for i, n in counts.items() if n)
 
 
 def shard_name(uri: str) -> str:
@@ -290,11 +321,17 @@ class FileProcessor:
             if g is not None:
                 ts = ev.timestamp
                 gk = (meta.id, entity, ts[:10])
+                slot = (int(ts[11:13]) * 3600 + int(ts[14:16]) * 60
+                        + int(ts[17:19])) // g[0]
                 counts = res.gated.get(gk)
                 if counts is None:
-                    counts = res.gated[gk] = array("I", bytes(4 * (86400 // g[0])))
-                counts[(int(ts[11:13]) * 3600 + int(ts[14:16]) * 60 + int(ts[17:19]))
-                       // g[0]] += 1
+                    res.gated[gk] = {slot: 1}
+                elif type(counts) is dict:
+                    counts[slot] = counts.get(slot, 0) + 1
+                    if len(counts) > SPARSE_SLOTS:
+                        res.gated[gk] = dense_counts(counts, 86400 // g[0])
+                else:
+                    counts[slot] += 1
                 continue
             bk = (meta.id, entity, bucket_start(ev.timestamp, wd.bucket_seconds))
             b = res.buckets.get(bk)

@@ -18,7 +18,7 @@ import orjson
 from detectors.base import Bucket, Evidence, merge_alerts
 from detectors.graph import EdgeAccumulator, EdgeKey, ResourceAccumulator
 from detectors.inventory import KeyAccumulator
-from pipelines.process import BucketKey, FileResult, GateKey, merge_gated
+from pipelines.process import BucketKey, Counts, FileResult, GateKey, count_items, merge_gated
 
 STATE_VERSION: Final[int] = 1
 
@@ -31,7 +31,7 @@ class RunState:
     edges: dict[EdgeKey, EdgeAccumulator] = field(default_factory=dict)
     resources: dict[tuple[str, str], ResourceAccumulator] = field(default_factory=dict)
     buckets: dict[BucketKey, Bucket] = field(default_factory=dict)
-    gated: dict[GateKey, array[int]] = field(default_factory=dict)
+    gated: dict[GateKey, Counts] = field(default_factory=dict)
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # unit id -> summary
     max_ts: str | None = None
@@ -113,7 +113,9 @@ def _bucket_from_json(d: dict[str, Any]) -> Bucket:
                   values={k: set(v) for k, v in d["values"].items()})
 
 
-def _counts_from_json(pairs: list[list[int]], n: int) -> array[int]:
+def _counts_from_json(pairs: list[list[int]], n: int) -> Counts:
+    if not n:
+        return {p[0]: p[1] for p in pairs}
     arr = array("I", bytes(4 * n))
     for i, c in pairs:
         arr[i] = c
@@ -131,7 +133,9 @@ def dump_state(st: RunState) -> bytes:
         "resources": [[list(k), [v.count, v.first_seen, v.last_seen]]
                       for k, v in sorted(st.resources.items())],
         "buckets": [[list(k), _bucket_to_json(v)] for k, v in sorted(st.buckets.items())],
-        "gated": [[list(k), [[i, n] for i, n in enumerate(v) if n], len(v)]
+        # [key, [[slot, count]...], dense length or 0 for a sparse series]
+        "gated": [[list(k), [list(p) for p in count_items(v)],
+                   len(v) if isinstance(v, array) else 0]
                   for k, v in sorted(st.gated.items())],
         "alerts": [st.alerts[k] for k in sorted(st.alerts)],
         "files": st.files, "max_ts": st.max_ts, "checkpoints": st.checkpoints,

@@ -78,3 +78,20 @@ def test_stale_event_store_is_reported_not_fatal(attack_corpus: Path, tmp_path: 
                                               out / EVENTS_DIR)
     assert "window gate" in caplog.text
     assert not {a["rule.id"] for a in alerts} & set(detection.gates)
+
+
+def test_sparse_and_dense_counts_merge_to_the_same_series() -> None:
+    from array import array
+
+    from pipelines.process import count_items, dense_counts, merge_gated
+
+    k = ("d", "e", "2026-01-01")
+    a = {k: {3: 2, 10: 1}}
+    b = {k: dense_counts({10: 4, 1439: 1}, 1440)}
+    c = {k: {3: 1}}
+    for order in ((a, b, c), (c, b, a), (b, a, c)):
+        acc: dict = {}
+        for part in order:
+            merge_gated(acc, {kk: (dict(v) if isinstance(v, dict) else array("I", v))
+                              for kk, v in part.items()})
+        assert count_items(acc[k]) == [(3, 3), (10, 5), (1439, 1)]
