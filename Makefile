@@ -31,8 +31,12 @@ $(VENV)/.keytrail-installed: pyproject.toml
 	@touch $@
 
 # Compiled parser fast paths (Rust/PyO3). The Python parsers work without them, slower.
+# Outside CI a failed build (no cargo, no crates.io) is a warning: keytrail then runs on the
+# Python parsers with identical results. Under CI=true it fails the build.
 native: venv
-	PYTHON=$(abspath $(VPY)) bash .ci/build-native.sh
+	@PYTHON=$(abspath $(VPY)) bash .ci/build-native.sh || { \
+	  echo "make native: build failed; keytrail will use the pure-Python parsers (identical results, slower)" >&2; \
+	  test "$$CI" != true; }
 
 servers: venv
 	PYTHON=$(abspath $(VPY)) bash .ci/setup-servers.sh
