@@ -71,7 +71,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import chain
-from typing import IO, Any, Final, NamedTuple, cast
+from typing import IO, Any, Final, NamedTuple
 
 import orjson
 
@@ -84,7 +84,22 @@ from parsers.base import (
     register,
     stable_id,
 )
-from parsers.framing import OVERLONG, iter_lines, read_document, too_long
+from parsers.framing import (
+    CHUNK,
+    OVERLONG,
+    RECORD_LIMIT_SETTING,
+    Batch,
+    Framed,
+    LineCounter,
+    Tally,
+    container_open,
+    iter_container,
+    iter_lines,
+    read_upto,
+    rejoin,
+    tally_of,
+    too_long,
+)
 from parsers.native import NATIVE
 from parsers.netaddr import clean_ip
 from parsers.schema import Outcome, new_event
@@ -111,6 +126,7 @@ _NativeDoc = Callable[[bytes, str], tuple[list[Any], int] | None]
 _NATIVE_DOC: _NativeDoc | None = getattr(NATIVE, "keyvault_document", None)
 _FAST_CHUNK: Final[int] = 1 << 16  # bounded batches: events are consumed while hot
 _PEEK: Final[int] = 4096
+_OPENER: Final = container_open((b"records",))
 _WS: Final[bytes] = b" \t\r\n"
 
 
@@ -825,6 +841,14 @@ class AzureKeyVaultParser(LogParser):
         )
         if kv:
             return 90
+        # Any Azure resource-log / Activity Log / Log Analytics record: a subscription-wide
+        # export may hold thousands of other services' records before the first Key Vault
+        # one (far beyond the sniffed head). Recognised by record shape; scope is decided
+        # per record (other services are skipped as non_keyvault_event).
+        if b'"resourceid"' in low and (
+            b'"time"' in low or b'"timegenerated"' in low or b'"eventtimestamp"' in low
+        ):
+            return 50
         if b'"auditevent"' in low:
             return 40
         return 0
@@ -832,7 +856,8 @@ class AzureKeyVaultParser(LogParser):
     # ------------------------------------------------------------ containers
 
     def parse(self, stream: IO[bytes], path: str) -> Iterator[ParseOutcome]:
-        head = stream.read(_PEEK)
+        tally = tally_of(stream)
+        head = read_upto(stream, _PEEK)
         if not head:
             return
         body = head.lstrip(_WS)
@@ -842,77 +867,100 @@ class AzureKeyVaultParser(LogParser):
         is_document = first == b"[" or (
             first == b"{" and body[1:].lstrip(_WS).startswith(b'"records"')
         )
-        if is_document:
-            data = head + read_document(stream)
-            yield from self._parse_document(data, path)
-        else:
-            yield from self._parse_lines(cast(IO[bytes], _Chain(head, stream)), path)
-
-    def _parse_document(self, data: bytes, path: str) -> Iterator[ParseOutcome]:
-        # Compiled fast path: one KeyEvent or None (Python parses it) per record.
-        native = None
-        if _NATIVE_DOC is not None and not self.options.include_original:
-            native = _NATIVE_DOC(data, path)
-            if native is not None and not native[1]:
-                yield from native[0]
+        if not is_document:
+            yield from self._parse_lines(rejoin(head, stream), path, tally)
+            return
+        # Event Hub capture / forwarding: one {"records":[...]} batch per line (NDJSON).
+        # Otherwise one document, streamed element by element (hourly blobs reach GBs).
+        max_line = self.options.max_line_bytes
+        while b"\n" not in head.lstrip(_WS) and len(head) <= max_line:
+            more = read_upto(stream, CHUNK)
+            if not more:
+                break
+            head += more
+        text = head.lstrip(_WS)
+        nl = text.find(b"\n")
+        if 0 < nl <= max_line and text[nl:].strip():
+            line = text[:nl]
+            try:
+                orjson.loads(line[3:] if line.startswith(_BOM) else line)
+                lines = True
+            except orjson.JSONDecodeError:
+                lines = False
+            if lines:
+                yield from self._parse_lines(rejoin(head, stream), path, tally)
                 return
-        done = native[0] if native is not None else None
-        try:
-            doc = orjson.loads(data[3:] if data.lstrip(_WS).startswith(_BOM) else data)
-        except orjson.JSONDecodeError as exc:
-            first_line = data.split(b"\n", 1)[0].strip()
-            if first_line.startswith(_BOM):
-                first_line = first_line[3:]
-            if first_line and b"\n" in data.strip():
+        yield from self._stream(rejoin(head, stream), path, tally)
+
+    def _stream(self, stream: IO[bytes], path: str, tally: Tally) -> Iterator[ParseOutcome]:
+        """`{"records":[...]}` or a JSON array, element by element (log.offset = index)."""
+        native = _NATIVE_DOC if not self.options.include_original else None
+        batches = frozenset({b"records"}) if native is not None else frozenset()
+        for item in iter_container(stream, self.options.max_line_bytes, _OPENER, tally,
+                                   batches):
+            if type(item) is Batch:
+                assert native is not None
+                got = native(b'{"records":[' + item.raw + b"]}", path)
+                if got is None:
+                    continue  # not strictly valid: framed again one element at a time
+                done, unsure = got
                 try:
-                    orjson.loads(first_line)
+                    recs = orjson.loads(b"[" + item.raw + b"]") if unsure else None
                 except orjson.JSONDecodeError:
-                    pass
-                else:
-                    # Line-delimited batches: parse every line on its own.
-                    yield from self._parse_lines(io.BytesIO(data), path)
-                    return
-            reason = "truncated_record" if "unexpected end of data" in str(exc) else "invalid_json"
-            yield quarantine(reason, path, 0, data, DATASET, f"whole document: {exc}")
-            return
-        if isinstance(doc, dict):
-            records = doc.get("records")
-            if not isinstance(records, list):
-                first = done[0] if done else None
-                yield first if first is not None else self._record(doc, path, 0)
-                return
-        elif isinstance(doc, list):
-            records = doc
-        else:
-            yield quarantine(
-                "not_an_object", path, 0, data, DATASET, f"document is a JSON {type(doc).__name__}"
-            )
-            return
-        for index, rec in enumerate(records):
-            ev = done[index] if done is not None else None
-            if ev is not None:
-                yield ev
-            elif isinstance(rec, dict):
-                yield self._record(rec, path, index)
-            else:
-                yield quarantine(
-                    "not_an_object",
-                    path,
-                    index,
-                    orjson.dumps(rec),
-                    DATASET,
-                    f"record {index} is a JSON {type(rec).__name__}",
-                )
+                    continue
+                item.count = len(done)
+                tally.records += len(done)
+                base = item.idx
+                for i, ev in enumerate(done):
+                    if ev is not None:
+                        ev.log_offset += base
+                        yield ev
+                    else:
+                        assert recs is not None
+                        yield self._element_value(recs[i], path, base + i)
+                continue
+            assert isinstance(item, Framed)
+            yield self._element(item, path)
 
-    def _parse_lines(self, stream: IO[bytes], path: str) -> Iterator[ParseOutcome]:
+    def _element(self, item: Framed, path: str) -> ParseOutcome:
+        i = item.idx
+        where = f"bytes {item.start}-{item.end}"
+        if item.problem == "record_too_long":
+            return quarantine("record_too_long", path, i, item.raw, DATASET,
+                              f"record {i} ({where}) longer than {self.options.max_line_bytes}"
+                              f" bytes; raise {RECORD_LIMIT_SETTING} to read it")
+        if item.problem is not None:
+            what = "the stream ends inside this record" if item.problem == "truncated_record" \
+                else "not a record of the container: the rest of the file is one span"
+            return quarantine(item.problem, path, i, item.raw, DATASET, f"{where}: {what}")
+        try:
+            rec = orjson.loads(item.raw)
+        except orjson.JSONDecodeError as exc:
+            msg = str(exc)
+            reason = "truncated_record" if "unexpected end of data" in msg else "invalid_json"
+            return quarantine(reason, path, i, item.raw, DATASET, f"record {i} ({where}): {msg}")
+        return self._element_value(rec, path, i)
+
+    def _element_value(self, rec: Any, path: str, index: int) -> ParseOutcome:
+        if isinstance(rec, dict):
+            return self._record(rec, path, index)
+        return quarantine("not_an_object", path, index, orjson.dumps(rec), DATASET,
+                          f"record {index} is a JSON {type(rec).__name__}")
+
+    def _parse_lines(self, stream: IO[bytes], path: str, tally: Tally) -> Iterator[ParseOutcome]:
         # (Below 512 bytes the over-long excerpt depends on read sizes: Python frames.)
         if (_NATIVE_LINES is not None and not self.options.include_original
                 and self.options.max_line_bytes >= 512):
-            return chain.from_iterable(self._native_batches(stream, path, _NATIVE_LINES))
-        return self._parse_framed(iter_lines(stream, self.options.max_line_bytes), path)
+            # The compiled code frames the lines: count them as the bytes pass.
+            counter = LineCounter(tally)
+            counted = rejoin(b"", _Counted(stream, counter))
+            return chain.from_iterable(
+                self._native_batches(counted, path, _NATIVE_LINES, tally))
+        return self._parse_framed(iter_lines(stream, self.options.max_line_bytes, tally),
+                                  path, tally)
 
     def _native_batches(
-        self, stream: IO[bytes], path: str, native: _NativeLines
+        self, stream: IO[bytes], path: str, native: _NativeLines, tally: Tally
     ) -> Iterator[Iterable[ParseOutcome]]:
         """The compiled fast path frames and parses chunks of whole lines (exactly as
         iter_lines + _parse_framed would) and hands back the lines it is unsure of."""
@@ -927,31 +975,36 @@ class AzureKeyVaultParser(LogParser):
             end = buf.rfind(b"\n") + 1
             if end:
                 outcomes, fallbacks = native(buf, end, path, base, max_line)
-                yield self._with_fallbacks(outcomes, path) if fallbacks else outcomes
+                yield self._with_fallbacks(outcomes, path, tally) if fallbacks else outcomes
                 carry = buf[end:]
                 base += end
             else:
                 carry = buf
             if len(carry) > max_line:  # an over-long line: iter_lines takes the rest
-                rest = iter_lines(cast(IO[bytes], _Chain(carry, stream)), max_line)
-                yield self._parse_framed(_shifted(rest, base), path)
+                rest = iter_lines(rejoin(carry, stream), max_line, Tally())  # counted already
+                yield self._parse_framed(_shifted(rest, base), path, tally)
                 return
         if carry:
-            yield self._parse_framed(_shifted(iter_lines(io.BytesIO(carry), max_line), base), path)
+            yield self._parse_framed(
+                _shifted(iter_lines(io.BytesIO(carry), max_line, Tally()), base), path, tally)
 
-    def _with_fallbacks(self, outcomes: list[Any], path: str) -> Iterator[ParseOutcome]:
+    def _with_fallbacks(
+        self, outcomes: list[Any], path: str, tally: Tally
+    ) -> Iterator[ParseOutcome]:
         for item in outcomes:
             if type(item) is tuple:
                 offset, line, overlong = item
                 yield from self._parse_framed(
-                    ((offset, OVERLONG + line if overlong else line),), path
+                    ((offset, OVERLONG + line if overlong else line),), path, tally
                 )
             else:
                 yield item
 
     def _parse_framed(
-        self, lines: Iterable[tuple[int, bytes]], path: str
+        self, lines: Iterable[tuple[int, bytes]], path: str, tally: Tally
     ) -> Iterator[ParseOutcome]:
+        """One outcome per line (counted by the framing), except batch lines: one per
+        element of the line's `records` list (counted here instead of the line)."""
         for offset, line in lines:
             if line.startswith(OVERLONG):
                 yield too_long(path, offset, line, DATASET, self.options.max_line_bytes)
@@ -976,6 +1029,7 @@ class AzureKeyVaultParser(LogParser):
                 continue
             batch = rec.get("records")
             if isinstance(batch, list) and "operationName" not in rec:
+                tally.records += len(batch) - 1
                 for item in batch:
                     if isinstance(item, dict):
                         yield self._record(item, path, offset)
@@ -1496,29 +1550,11 @@ def _shifted(lines: Iterator[tuple[int, bytes]], base: int) -> Iterator[tuple[in
         yield base + offset, line
 
 
-class _Chain(io.RawIOBase):
-    """Bytes already read for container detection, then the rest of the stream."""
+class _Counted:
+    """A stream whose bytes are counted as lines on their way to compiled line framing."""
 
-    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
-        self._head = head
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            if size is None or size < 0:
-                data, self._head = self._head + self._rest.read(), b""
-                return data
-            data, self._head = self._head[:size], self._head[size:]
-            return data
-        return self._rest.read(size)
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+    def __init__(self, stream: IO[bytes], counter: LineCounter) -> None:
+        self.read = counter.reader(stream.read)
 
 
 __all__ = [

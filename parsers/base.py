@@ -1,7 +1,8 @@
 """Parser contract: outcomes (event, skip, quarantine), options, errors and the registry.
 
-Every input record yields exactly one outcome, so a file's accounting is
-`records_in == events + skipped + quarantined` by construction.
+Every input record yields exactly one outcome. The framing layer (parsers/framing.py)
+counts the records it frames independently of the outcomes, so a file's accounting
+`records_in == events + skipped + quarantined` is a check, not an identity.
 """
 
 from __future__ import annotations
@@ -15,8 +16,13 @@ from typing import IO, Any, ClassVar, Final
 from parsers.schema import KeyEvent
 
 EXCERPT_BYTES: Final[int] = 512
-MAX_LINE_BYTES: Final[int] = 1 << 20  # one record may not exceed 1 MiB
-MAX_DOCUMENT_BYTES: Final[int] = 256 << 20  # a whole-file JSON document (S3 delivery)
+# One record (line or container element) may not exceed 1 MiB: CloudTrail events are at
+# most 256 KB, an Event Hubs message (a whole {"records":[...]} batch line) at most 1 MB.
+MAX_LINE_BYTES: Final[int] = 1 << 20
+# A JSON document read whole: only shapes that are not streamed (an envelope, a digest
+# file, a subscription payload); record containers ({"Records":[...]}, {"records":[...]},
+# {"events":[...]}, arrays) are streamed element by element whatever their size.
+MAX_DOCUMENT_BYTES: Final[int] = 256 << 20
 
 
 class KeytrailError(Exception):
@@ -84,6 +90,7 @@ class ParseOptions:
     include_original: bool = False
     redact_encryption_context: bool = False
     max_line_bytes: int = MAX_LINE_BYTES
+    max_document_bytes: int = MAX_DOCUMENT_BYTES
 
 
 def excerpt(raw: bytes | str, limit: int = EXCERPT_BYTES) -> str:

@@ -76,6 +76,11 @@ Decisions where CloudTrail or the brief is silent:
   (bucket default encryption, EBS default key, ...) ``admin_other``. Other non-KMS events are
   skipped (``non_kms_event``) without validating their eventTime; Insights events are skipped
   (``insight_event``).
+* VPC endpoint network activity events (``eventType: AwsVpceEvent``, ``eventCategory:
+  NetworkActivity``) are skipped as ``network_activity_event``: they record a call as seen
+  at the endpoint. An allowed call is also recorded as its own management event (counting
+  it again would double every use); a call the endpoint policy denied never reached KMS
+  and used no key (the record names none). The skip count per file shows they were there.
 * Records with the same eventID and recipient account (Panther's synthetic eventID "1") get
   the same event.id by design: sinks treat them as one delivery.
 * ``options.redact_encryption_context``: context KEYS are still listed, but no context value is
@@ -85,6 +90,7 @@ Decisions where CloudTrail or the brief is silent:
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -95,7 +101,6 @@ import orjson
 
 from parsers import schema
 from parsers.base import (
-    MAX_DOCUMENT_BYTES,
     LogParser,
     ParseOutcome,
     Quarantined,
@@ -104,7 +109,22 @@ from parsers.base import (
     register,
     stable_id,
 )
-from parsers.framing import OVERLONG, iter_lines, too_long
+from parsers.framing import (
+    OVERLONG,
+    RECORD_LIMIT_SETTING,
+    Batch,
+    DocumentTooLarge,
+    Framed,
+    Tally,
+    container_open,
+    iter_container,
+    iter_lines,
+    read_document,
+    read_upto,
+    rejoin,
+    tally_of,
+    too_long,
+)
 from parsers.native import NATIVE
 from parsers.netaddr import clean_ip
 from parsers.schema import ECS_CATEGORY, ECS_TYPE, OPERATION_CLASS, KeyEvent
@@ -119,6 +139,8 @@ EXTRA_FIELDS: Final[dict[str, tuple[str, str]]] = {
 }
 
 _HEAD_BYTES: Final[int] = 1 << 20
+# Containers streamed element by element (S3 delivery, CloudWatch export, arrays).
+_OPENER: Final = container_open((b"Records", b"events"))
 _MAX_ALIASES: Final[int] = 4096
 _EMPTY: Final[dict[str, Any]] = {}
 _BOM: Final[bytes] = b"\xef\xbb\xbf"
@@ -526,35 +548,6 @@ def _redacted(rec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class _Chain:
-    """Bytes already read, then the rest of the stream (so line framing starts at byte 0)."""
-
-    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
-        self._head = head
-        self._rest = rest
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            if size < 0:
-                data, self._head = self._head + self._rest.read(), b""
-            else:
-                data, self._head = self._head[:size], self._head[size:]
-            return data
-        return self._rest.read(size)
-
-
-def _read_upto(stream: IO[bytes], limit: int) -> bytes:
-    chunks: list[bytes] = []
-    got = 0
-    while got < limit:
-        chunk = stream.read(min(1 << 20, limit - got))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
-
-
 # --- the parser ---------------------------------------------------------------------------
 
 
@@ -599,55 +592,110 @@ class CloudTrailParser(LogParser):
 
     def parse(self, stream: IO[bytes], path: str) -> Iterator[ParseOutcome]:
         aliases: dict[str, str] = {}
-        head = _read_upto(stream, _HEAD_BYTES)
+        tally = tally_of(stream)
+        head = read_upto(stream, _HEAD_BYTES)
         body = head.lstrip()
         if body.startswith(_BOM):
             body = body[3:].lstrip()
         if not body:
             return
         at_eof = len(head) < _HEAD_BYTES
-        if body[:1] == b"{":
-            nl = body.find(b"\n")
-            first_line = body if nl < 0 else body[:nl]
-            rest_blank = nl < 0 or not body[nl + 1 :].strip()
-            if at_eof and rest_blank:
-                # One line, one value: a document (S3 object, export, single envelope).
-                native = self._native_document(first_line, path, aliases)
-                if native is not None:
-                    yield from native
-                    return
-                try:
-                    value = orjson.loads(first_line)
-                except orjson.JSONDecodeError:
-                    yield from self._lines(_Chain(head, io.BytesIO()), path, aliases)
-                    return
-                yield from self._document(value, path, aliases)
+        nl = body.find(b"\n")
+        first_line = body if nl < 0 else body[:nl]
+        rest_blank = nl < 0 or not body[nl + 1 :].strip()
+        if body[:1] == b"{" and nl >= 0 and not rest_blank:
+            try:
+                orjson.loads(first_line)
+                line_mode = True
+            except orjson.JSONDecodeError:
+                line_mode = False
+            if line_mode:  # NDJSON: one record (or one small container) per line
+                yield from self._lines(rejoin(head, stream), path, aliases, tally)
                 return
-            if nl >= 0:
-                try:
-                    orjson.loads(first_line)
-                    line_mode = True
-                except orjson.JSONDecodeError:
-                    line_mode = False
-                if line_mode:
-                    yield from self._lines(_Chain(head, stream), path, aliases)
-                    return
-        # A pretty-printed / big compact document, a top-level array, or garbage: try the
-        # whole file as one JSON value, else fall back to line framing (every line accounted).
-        data = head if at_eof else head + _read_upto(stream, MAX_DOCUMENT_BYTES + 1 - len(head))
-        if len(data) > MAX_DOCUMENT_BYTES:
-            yield from self._lines(_Chain(data, stream), path, aliases)
+        if _OPENER.match(head):
+            # S3 objects `{"Records":[...]}`, exports `{"events":[...]}`, arrays: streamed
+            # element by element, never whole (a CloudTrail object can be hundreds of MB).
+            yield from self._stream(rejoin(head, stream), path, aliases, tally)
+            return
+        # Any other single document (an EventBridge envelope, a digest file, a subscription
+        # payload): read whole, bounded; else line framing (every line accounted).
+        try:
+            data = head if at_eof else head + read_document(
+                stream, self.options.max_document_bytes - len(head))
+        except DocumentTooLarge as exc:
+            tally.records += 1
+            yield quarantine("document_too_large", path, 0, head, DATASET, str(exc))
             return
         native = self._native_document(data, path, aliases)
         if native is not None:
-            yield from native
+            for out in native:
+                tally.records += 1
+                yield out
             return
         try:
             value = orjson.loads(data)
         except orjson.JSONDecodeError:
-            yield from self._lines(_Chain(data, io.BytesIO()), path, aliases)
+            yield from self._lines(io.BytesIO(data), path, aliases, tally)
             return
-        yield from self._document(value, path, aliases)
+        yield from self._document(value, path, aliases, tally)
+
+    def _stream(
+        self, stream: IO[bytes], path: str, aliases: dict[str, str], tally: Tally
+    ) -> Iterator[ParseOutcome]:
+        """A streamed container: compiled batches of `Records` where available, else one
+        element at a time (log.offset = the element's index, as for a whole document)."""
+        native = _NATIVE_DOC if not self.options.include_original else None
+        redact = self.options.redact_encryption_context
+        max_rec = self.options.max_line_bytes
+        batches = frozenset({b"Records"}) if native is not None else frozenset()
+        one = _NATIVE_LINES(path, redact).event \
+            if _NATIVE_LINES is not None and native is not None else None
+        for item in iter_container(stream, max_rec, _OPENER, tally, batches):
+            if type(item) is Batch:
+                assert native is not None
+                got = native(b'{"Records":[' + item.raw + b"]}", path, redact)
+                if got is None:
+                    continue  # not strictly valid: framed again one element at a time
+                n = 0
+                base = item.idx
+                for out in self._native_records(got, path, aliases):
+                    n += 1
+                    if isinstance(out, KeyEvent):
+                        out.log_offset += base
+                        yield out
+                    else:
+                        yield dataclasses.replace(out, offset=out.offset + base)
+                item.count = n
+                tally.records += n
+                continue
+            assert isinstance(item, Framed)
+            if one is not None and item.problem is None:
+                ev = one(item.raw, item.idx)  # an element the batches did not take
+                if ev is not None:
+                    yield ev
+                    continue
+            yield self._element(item, path, aliases)
+
+    def _element(self, item: Framed, path: str, aliases: dict[str, str]) -> ParseOutcome:
+        i = item.idx
+        where = f"bytes {item.start}-{item.end}"
+        if item.problem == "record_too_long":
+            return quarantine("record_too_long", path, i, item.raw, DATASET,
+                              f"record {i} ({where}) longer than {self.options.max_line_bytes}"
+                              f" bytes; raise {RECORD_LIMIT_SETTING} to read it")
+        if item.problem is not None:
+            what = "the stream ends inside this record" if item.problem == "truncated_record" \
+                else "not a record of the container: the rest of the file is one span"
+            return quarantine(item.problem, path, i, item.raw, DATASET, f"{where}: {what}")
+        try:
+            value = orjson.loads(item.raw)
+        except orjson.JSONDecodeError as exc:
+            return dataclasses.replace(self._bad_json(exc, path, i, item.raw),
+                                       detail=f"record {i} ({where}): {exc}")
+        if item.key is None and isinstance(value, dict) and _is_container(value):
+            return quarantine("unknown_shape", path, i, _dump(value), DATASET,
+                              "a record container nested in a JSON array")
+        return self._record(value, path, i, None, stream_name=None, aliases=aliases)
 
     def _native_document(
         self, data: bytes, path: str, aliases: dict[str, str]
@@ -675,9 +723,10 @@ class CloudTrailParser(LogParser):
                 yield item
 
     def _document(
-        self, value: object, path: str, aliases: dict[str, str]
+        self, value: object, path: str, aliases: dict[str, str], tally: Tally
     ) -> Iterator[ParseOutcome]:
         if isinstance(value, list):
+            tally.records += len(value)
             for i, item in enumerate(value):
                 if isinstance(item, dict) and _is_container(item):
                     yield quarantine(
@@ -692,6 +741,7 @@ class CloudTrailParser(LogParser):
                     yield self._record(item, path, i, None, stream_name=None, aliases=aliases)
             return
         if not isinstance(value, dict):
+            tally.records += 1
             yield quarantine(
                 "not_an_object",
                 path,
@@ -702,17 +752,20 @@ class CloudTrailParser(LogParser):
             )
             return
         for idx, item, group, stream_name in self._expand(value, path, None):
+            tally.records += 1
             if isinstance(item, Skipped | Quarantined):
                 yield item
             else:
                 yield self._record(item, path, idx, group, stream_name=stream_name, aliases=aliases)
 
-    def _lines(self, stream: Any, path: str, aliases: dict[str, str]) -> Iterator[ParseOutcome]:
+    def _lines(
+        self, stream: Any, path: str, aliases: dict[str, str], tally: Tally
+    ) -> Iterator[ParseOutcome]:
         max_line = self.options.max_line_bytes
         native = None
         if _NATIVE_LINES is not None and not self.options.include_original:
             native = _NATIVE_LINES(path, self.options.redact_encryption_context).event
-        for offset, line in iter_lines(stream, max_line):
+        for offset, line in iter_lines(stream, max_line, tally):
             if line.startswith(OVERLONG):
                 yield too_long(path, offset, line, DATASET, max_line)
                 continue
@@ -726,7 +779,8 @@ class CloudTrailParser(LogParser):
                 value = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
                 if exc.msg.startswith("unexpected content after document"):
-                    yield from self._concatenated(raw, offset, path, aliases)
+                    tally.records -= 1  # each concatenated value counts as one line
+                    yield from self._concatenated(raw, offset, path, aliases, tally)
                 else:
                     yield self._bad_json(exc, path, offset, raw)
                 continue
@@ -740,11 +794,14 @@ class CloudTrailParser(LogParser):
                     )
                 yield out
                 continue
-            yield from self._line_value(value, raw, offset, path, aliases)
+            yield from self._line_value(value, raw, offset, path, aliases, tally)
 
     def _line_value(
-        self, value: object, raw: bytes, offset: int, path: str, aliases: dict[str, str]
+        self, value: object, raw: bytes, offset: int, path: str, aliases: dict[str, str],
+        tally: Tally,
     ) -> Iterator[ParseOutcome]:
+        """One framed value (counted once by the caller): a record, or a container whose
+        elements are the records (counted here instead of the value)."""
         if not isinstance(value, dict):
             yield quarantine(
                 "not_an_object",
@@ -758,7 +815,9 @@ class CloudTrailParser(LogParser):
         if "eventName" in value or not _is_container(value):
             yield self._record(value, path, offset, None, stream_name=None, aliases=aliases)
             return
+        tally.records -= 1
         for _idx, item, group, stream_name in self._expand(value, path, offset):
+            tally.records += 1
             if isinstance(item, Skipped | Quarantined):
                 yield item
             else:
@@ -767,7 +826,7 @@ class CloudTrailParser(LogParser):
                 )
 
     def _concatenated(
-        self, line: bytes, offset: int, path: str, aliases: dict[str, str]
+        self, line: bytes, offset: int, path: str, aliases: dict[str, str], tally: Tally
     ) -> Iterator[ParseOutcome]:
         """`{...}{...}` on one line (Firehose): each JSON value at its own byte offset."""
         pos = 0
@@ -783,15 +842,19 @@ class CloudTrailParser(LogParser):
                 end = n
             except orjson.JSONDecodeError as exc:
                 if not exc.msg.startswith("unexpected content after document"):
+                    tally.records += 1
                     yield self._bad_json(exc, path, offset + pos, chunk)
                     return
                 try:
                     end = pos + len(chunk.decode("utf-8")[: exc.pos].encode("utf-8"))
                     value = orjson.loads(line[pos:end])
                 except (UnicodeDecodeError, orjson.JSONDecodeError) as exc2:
+                    tally.records += 1
                     yield quarantine("invalid_json", path, offset + pos, chunk, DATASET, str(exc2))
                     return
-            yield from self._line_value(value, line[pos:end], offset + pos, path, aliases)
+            tally.records += 1
+            yield from self._line_value(value, line[pos:end], offset + pos, path, aliases,
+                                        tally)
             pos = end
 
     @staticmethod
@@ -948,6 +1011,8 @@ class CloudTrailParser(LogParser):
         get = rec.get
         if "insightDetails" in rec or get("eventType") == "AwsCloudTrailInsight":
             return Skipped("insight_event", path, offset)
+        if get("eventType") == "AwsVpceEvent":  # network activity: the call seen at the VPCE
+            return Skipped("network_activity_event", path, offset)
         source = get("eventSource")
         name = get("eventName")
         if type(name) is not str or not name:

@@ -1,12 +1,21 @@
-"""Format detection per file, by content: every registered parser scores the head bytes."""
+"""Format detection per file, by content, and the guarded parse of one file.
+
+Every registered parser scores the head bytes (`SNIFF_BYTES`). Detection only needs the
+container and record shape, which the first record shows: parsers recognise a family by
+its record shape (e.g. any Azure resource-log record), never by finding an in-scope
+record in the head, and decide scope per record while parsing. So records of other
+services before the key records (subscription-wide exports, organization trails) never
+hide the file from its parser.
+"""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from typing import IO, Final
+from typing import IO, Final, cast
 
 from parsers.base import REGISTRY, LogParser, ParseOptions, ParseOutcome, quarantine
+from parsers.framing import Source, Tally, read_upto
 
 SNIFF_BYTES: Final[int] = 64 * 1024
 
@@ -29,51 +38,49 @@ def detect(head: bytes, parsers: list[LogParser] | None = None) -> LogParser | N
     return best
 
 
-class _Rejoined(io.RawIOBase):
-    """The head bytes already read for sniffing, followed by the rest of the stream."""
-
-    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
-        self._head = head
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            if size < 0:
-                data, self._head = self._head + self._rest.read(), b""
-                return data
-            data, self._head = self._head[:size], self._head[size:]
-            return data
-        return self._rest.read(size)
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-
 def open_detected(
-    stream: IO[bytes], parsers: list[LogParser] | None = None
-) -> tuple[LogParser | None, IO[bytes]]:
+    stream: IO[bytes], parsers: list[LogParser] | None = None, tally: Tally | None = None
+) -> tuple[LogParser | None, Source]:
     """Sniff `stream` and return the chosen parser and a stream positioned at byte 0."""
-    head = stream.read(SNIFF_BYTES)
-    return detect(head, parsers), _Rejoined(head, stream)  # type: ignore[return-value]
+    head = read_upto(stream, SNIFF_BYTES)
+    return detect(head, parsers), Source(head, stream, tally or Tally())
 
 
 def parse_stream(
-    stream: IO[bytes], path: str, parsers: list[LogParser] | None = None
+    stream: IO[bytes], path: str, parsers: list[LogParser] | None = None,
+    tally: Tally | None = None,
 ) -> tuple[str | None, Iterator[ParseOutcome]]:
     """Detect the format of one file and parse it: (dataset or None, outcomes).
 
-    A file no parser recognises is one quarantined record ('unrecognized_format').
+    `tally.records` counts the records framed from the container (see parsers/framing),
+    for the caller to check against the outcomes. A file no parser recognises is one
+    quarantined record ('unrecognized_format'). A stream that fails part-way (a network
+    error, corrupt compressed data) keeps every record read before the failure and
+    reports the unread rest as one quarantined span ('read_error') with its byte offset.
     """
-    parser, rejoined = open_detected(stream, parsers)
+    parser, src = open_detected(stream, parsers, tally)
     if parser is None:
-        head = rejoined.read(512)
+        head = src.read(512)
+        src.tally.records += 1
         return None, iter([quarantine("unrecognized_format", path, 0, head)])
-    return parser.dataset, parser.parse(rejoined, path)
+    return parser.dataset, _guarded(parser, src, path)
+
+
+def _guarded(parser: LogParser, src: Source, path: str) -> Iterator[ParseOutcome]:
+    try:
+        yield from parser.parse(cast(IO[bytes], src), path)
+    except Exception as exc:  # a read failure (or a parser bug): the rest is one span
+        src.tally.records += 1
+        yield quarantine("read_error", path, src.pos, b"", parser.dataset,
+                         f"{type(exc).__name__}: {str(exc)[:300]}; the stream failed after "
+                         f"{src.pos} bytes: bytes {src.pos}.. of the (decompressed) file "
+                         "unread")
+        return
+    err = src.stream_error
+    if err is not None:
+        src.tally.records += 1
+        yield quarantine("read_error", path, src.pos, b"", parser.dataset,
+                         f"{err}; every record before it was read, the rest is unreadable")
 
 
 def parse_bytes(

@@ -70,7 +70,7 @@ from parsers.base import (
     register,
     stable_id,
 )
-from parsers.framing import OVERLONG
+from parsers.framing import OVERLONG, tally_of
 from parsers.hsm_common import (
     epoch_ms_iso,
     epoch_us_iso,
@@ -703,7 +703,9 @@ class CloudHsmAuditTextParser(LogParser):
     def parse(self, stream: IO[bytes], path: str) -> Iterator[ParseOutcome]:
         interpreter = _BlockInterpreter(self)
         ctx = _Context(None, None)
+        tally = tally_of(stream)
         for offset, lines, overlong in _iter_blocks(stream, self.options.max_line_bytes):
+            tally.records += 1
             raw = b"\n".join(lines)
             if overlong:
                 yield quarantine(

@@ -17,7 +17,17 @@ from typing import IO, Any, Final
 import orjson
 
 from parsers import schema
-from parsers.framing import OVERLONG, iter_lines, read_document
+from parsers.framing import (
+    OVERLONG,
+    RECORD_LIMIT_SETTING,
+    Framed,
+    container_open,
+    iter_container,
+    iter_lines,
+    read_upto,
+    rejoin,
+    tally_of,
+)
 from parsers.netaddr import clean_ip
 from parsers.timeutil import BadTimestamp, format_ms, normalize_iso
 
@@ -222,23 +232,6 @@ def snake(value: str) -> str:
     return "".join(out).rstrip("_")
 
 
-class Prepended:
-    """A read()-able stream: `head` bytes already consumed, then the rest of `stream`."""
-
-    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
-        self._head = head
-        self._stream = stream
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            if size < 0:
-                data, self._head = self._head + self._stream.read(), b""
-            else:
-                data, self._head = self._head[:size], self._head[size:]
-            return data
-        return self._stream.read(size)
-
-
 def loads_exact(raw: bytes) -> Any:
     """orjson.loads, falling back to the stdlib for integers beyond 64 bits.
 
@@ -292,7 +285,8 @@ def json_records(
       parse is re-read line by line (each non-blank line one record, as NDJSON), so its
       records are still accounted.
     """
-    head = stream.read(1 << 16)
+    tally = tally_of(stream)
+    head = read_upto(stream, 1 << 16)
     start = first_significant_byte(head)
     nl = head.find(b"\n", start)
     first_line = head[start:nl] if nl >= 0 else head[start:]
@@ -303,10 +297,31 @@ def json_records(
             ndjson = True
         except orjson.JSONDecodeError:
             ndjson = False
-    if ndjson:
-        lines_from: Any = Prepended(head, stream)
-    else:
-        data = head + read_document(stream, limit=max(1, (256 << 20) - len(head)))
+    lines_from: Any = rejoin(head, stream)
+    opener = container_open(tuple(k.encode() for k in list_keys))
+    if not ndjson and opener.match(head):
+        # A container document, streamed element by element.
+        for item in iter_container(lines_from, max_line, opener, tally):
+            assert isinstance(item, Framed)  # no batches asked for
+            if item.problem == "record_too_long":
+                yield item.idx, item.raw, None, (
+                    f"record_too_long:record {item.idx} (bytes {item.start}-{item.end}) "
+                    f"longer than {max_line} bytes; raise {RECORD_LIMIT_SETTING} to read it"), None
+                continue
+            if item.problem is not None:
+                yield item.idx, item.raw, None, (
+                    f"{item.problem}:bytes {item.start}-{item.end} of the container"), None
+                continue
+            try:
+                value = orjson.loads(item.raw)
+            except orjson.JSONDecodeError as exc:
+                yield item.idx, item.raw, None, f"invalid_json:{exc}", None
+                continue
+            yield item.idx, None, value, None, None
+        return
+    if not ndjson:
+        # One pretty-printed record (not a container): read it whole, bounded.
+        data = head + read_upto(stream, max(1, (256 << 20) - len(head)))
         body = data[first_significant_byte(data) :]
         try:
             doc = orjson.loads(body) if body.strip() else None
@@ -315,12 +330,14 @@ def json_records(
         if doc is not None:
             expanded = _expand(doc, list_keys)
             if expanded is None:
+                tally.records += 1
                 yield 0, body[:max_line], doc, None, None  # one pretty-printed record
                 return
             for i, item in enumerate(expanded[0]):
+                tally.records += 1
                 yield i, None, item, None, expanded[1]
             return
-        lines_from = Prepended(data, stream)
+        lines_from = rejoin(data, stream)
     for offset, line in iter_lines(lines_from, max_line):
         if line.startswith(OVERLONG):
             yield offset, line[len(OVERLONG) :], None, "line_too_long", None
@@ -340,5 +357,6 @@ def json_records(
         if expanded is None:
             yield offset, line, value, None, None
         else:
+            tally.records += len(expanded[0]) - 1  # the line's elements, not the line
             for item in expanded[0]:
                 yield offset, None, item, None, expanded[1]

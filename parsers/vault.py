@@ -854,7 +854,9 @@ class VaultAuditParser(LogParser):
             # The compiled fast path frames the lines as iter_lines does and handles the
             # common ones against the same `pending` table and `out` list; any other line
             # goes to self._record, as below.
-            yield from _NATIVE_STREAM(stream.read, framing.CHUNK, self.options.max_line_bytes,
+            # It reads and frames the lines itself: they are counted as its bytes pass.
+            read = framing.LineCounter(framing.tally_of(stream)).reader(stream.read)
+            yield from _NATIVE_STREAM(read, framing.CHUNK, self.options.max_line_bytes,
                                       path, pending, out, self.options.vault_cluster,
                                       self._record)
         else:

@@ -98,6 +98,7 @@ def render_summary(s: dict[str, Any], out: str) -> str:
 def cmd_parse(args: argparse.Namespace, extra: list[str]) -> int:
     from parsers.base import REGISTRY, Quarantined, Skipped
     from parsers.detect import parse_stream
+    from parsers.framing import Tally
     from parsers.schema import KeyEvent
     from pipelines.sources import expand_inputs, open_input
 
@@ -109,8 +110,9 @@ def cmd_parse(args: argparse.Namespace, extra: list[str]) -> int:
         counts: Counter[str] = Counter()
         skipped: Counter[str] = Counter()
         quar: Counter[str] = Counter()
+        tally = Tally()  # records counted from the container, not from the outcomes
         with open_input(f) as stream:
-            dataset, outcomes = parse_stream(stream, f.uri, parsers)
+            dataset, outcomes = parse_stream(stream, f.uri, parsers, tally)
             for o in outcomes:
                 if isinstance(o, KeyEvent):
                     counts["events"] += 1
@@ -126,8 +128,10 @@ def cmd_parse(args: argparse.Namespace, extra: list[str]) -> int:
                     quar[o.reason] += 1
                     if args.json:
                         out.write(orjson.dumps({"quarantined": o.to_dict()}).decode() + "\n")
-        n = counts["events"] + sum(skipped.values()) + sum(quar.values())
+        n = tally.records
+        out_n = counts["events"] + sum(skipped.values()) + sum(quar.values())
         rows.append({"path": f.uri, "dataset": dataset, "records_in": n,
+                     "accounting_ok": n == out_n,
                      "events": counts["events"], "skipped": dict(sorted(skipped.items())),
                      "quarantined": dict(sorted(quar.items()))})
     err = sys.stderr
@@ -139,7 +143,8 @@ def cmd_parse(args: argparse.Namespace, extra: list[str]) -> int:
         for r in rows:
             err.write(f"{r['path'][-60:]:<60} {r['dataset'] or 'unrecognized':<22} "
                       f"{r['records_in']:>7} {r['events']:>7} {sum(r['skipped'].values()):>6} "
-                      f"{sum(r['quarantined'].values()):>6}\n")
+                      f"{sum(r['quarantined'].values()):>6}"
+                      f"{'' if r['accounting_ok'] else '  ACCOUNTING MISMATCH'}\n")
     return 0
 
 

@@ -96,7 +96,8 @@ def parse_config(raw: Any) -> KeytrailConfig:
         errors.append("parse: expected a mapping with vault_cluster / include_original / "
                       "redact_encryption_context")
         parse = {}
-    known_parse = ("vault_cluster", "include_original", "redact_encryption_context")
+    known_parse = ("vault_cluster", "include_original", "redact_encryption_context",
+                   "max_line_bytes", "max_document_bytes")
     for k in parse:
         if k not in known_parse:
             errors.append(f"parse.{k}: unknown option{_suggest(str(k), known_parse)}")
@@ -111,7 +112,19 @@ def parse_config(raw: Any) -> KeytrailConfig:
             errors.append(f"parse.{name}: expected true or false, got {v!r}")
             v = False
         flags[name] = v
-    cfg.parse = ParseOptions(vault_cluster=vc, **flags)
+    limits: dict[str, int] = {}
+    for name in ("max_line_bytes", "max_document_bytes"):
+        if name in parse:
+            n = parse[name]
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1024:
+                errors.append(f"parse.{name}: expected a byte count >= 1024, got {n!r}")
+            else:
+                limits[name] = n
+    defaults = ParseOptions()
+    cfg.parse = ParseOptions(
+        vault_cluster=vc, **flags,
+        max_line_bytes=limits.get("max_line_bytes", defaults.max_line_bytes),
+        max_document_bytes=limits.get("max_document_bytes", defaults.max_document_bytes))
 
     graph = raw.get("graph") or {}
     if not isinstance(graph, dict):

@@ -2,7 +2,9 @@
 
 `FileProcessor.process` is what the pipeline's ParseAndAggregate stage runs for every input
 object (and what `keytrail watch` runs for new objects). It never raises for bad content:
-unreadable input becomes a quarantined record, so the file's accounting always holds.
+unreadable input becomes a quarantined record. `records_in` is what the framing counted
+in the container (lines, elements, blocks, broken spans), so a record the parsers lost
+shows up as `records_in != events + skipped + quarantined` (accounting_ok false).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from parsers.base import (
     stable_id,
 )
 from parsers.detect import parse_stream
+from parsers.framing import Tally
 from parsers.schema import KeyEvent
 from pipelines.sources import InputFile, open_input
 from pipelines.store import EventShardWriter
@@ -216,18 +219,21 @@ class FileProcessor:
         window = self.window
         det = self.detection
         max_ts = ""
+        # Records counted from the container by the framing, not from the outcomes.
+        tally = Tally()
         try:
             stream = open_input(f, self.s3_client)
         except Exception as exc:
             q = quarantine("unreadable_input", uri, 0, b"", None, str(exc)[:300])
             qrows.append(orjson.dumps(q.to_dict(), option=orjson.OPT_SORT_KEYS))
             quarantined[q.reason] += 1
+            tally.records += 1  # the whole file, one span
             stream = None
         if stream is not None:
             with stream:
                 last_offset = 0
                 try:
-                    dataset, outcomes = parse_stream(stream, uri, self.parsers)
+                    dataset, outcomes = parse_stream(stream, uri, self.parsers, tally)
                     if base:
                         outcomes = _rebase(outcomes, base)
                     for o in outcomes:
@@ -278,6 +284,7 @@ class FileProcessor:
                     q = quarantine("read_error", uri, last_offset, b"", dataset,
                                    f"{type(exc).__name__}: {str(exc)[:300]}; rest of file unread")
                     quarantined[q.reason] += 1
+                    tally.records += 1  # the unread rest, one span
                     qrows.append(orjson.dumps(q.to_dict(), option=orjson.OPT_SORT_KEYS))
         if writer is not None:
             if events:
@@ -287,12 +294,10 @@ class FileProcessor:
         if qrows:
             qpath.parent.mkdir(parents=True, exist_ok=True)
             qpath.write_bytes(b"\n".join(qrows) + b"\n")
-        n_skipped = sum(skipped.values())
-        n_quar = sum(quarantined.values())
         res.summary = {
             "path": uri,
             "dataset": dataset,
-            "records_in": events + n_skipped + n_quar,
+            "records_in": tally.records,
             "events": events,
             "skipped": dict(sorted(skipped.items())),
             "quarantined": dict(sorted(quarantined.items())),

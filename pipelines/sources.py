@@ -14,11 +14,15 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, cast
 
 from parsers.base import KeytrailError
 
 MAX_DECOMPRESSED: Final[int] = 4 << 30  # 4 GiB per object: bounded decompression
+# ... and bounded by ratio once past RATIO_FLOOR: JSON logs compress 10-30:1, deflate's
+# ceiling is ~1032:1, so only a crafted stream gets near it.
+MAX_RATIO: Final[int] = 250
+RATIO_FLOOR: Final[int] = 64 << 20
 GZIP_MAGIC: Final[bytes] = b"\x1f\x8b"
 SKIP_NAMES: Final[frozenset[str]] = frozenset({"README.md", ".DS_Store"})
 
@@ -112,40 +116,66 @@ def expand_inputs(inputs: list[str]) -> list[InputFile]:
 
 
 class _BoundedGzip(io.RawIOBase):
-    """Streaming gzip (multi-member) decompression that refuses to exceed a size bound."""
+    """Streaming gzip (multi-member) decompression, bounded in size and ratio.
 
-    def __init__(self, raw: Any, limit: int) -> None:
+    `read(n)` returns n bytes unless the data ends. Corrupt data (a bad later member,
+    trailing garbage), a truncated last member or a bound exceeded end the stream early:
+    everything decompressed before is returned, and `stream_error` says what happened and
+    at which decompressed byte, so the parser keeps the records before it and the caller
+    reports the rest as one quarantined span.
+    """
+
+    def __init__(self, raw: Any, limit: int, ratio: int = MAX_RATIO) -> None:
         self._raw = raw
         self._limit = limit
+        self._ratio = ratio
+        self._in = 0
         self._out = 0
         self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._fed = 0  # compressed bytes given to the current member
         self._buf = b""
         self._eof = False
+        self.stream_error: SourceError | None = None
 
     def readable(self) -> bool:
         return True
 
+    def _stop(self, message: str) -> None:
+        self.stream_error = SourceError(message)
+        self._eof = True
+
     def _fill(self, want: int) -> None:
         while len(self._buf) < want and not self._eof:
-            chunk = self._d.unconsumed_tail or self._raw.read(1 << 16)
-            if not chunk and not self._d.unconsumed_tail:
+            chunk = self._d.unconsumed_tail
+            if not chunk:
+                if self._d.eof:  # the last member ended; more bytes start another one
+                    chunk = self._d.unused_data
+                    self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    self._fed = 0
+                if not chunk:
+                    chunk = self._raw.read(1 << 16)
+                    self._in += len(chunk)
+            if not chunk:
+                if self._fed and not self._d.eof:
+                    self._stop(f"gzip data ends inside a member (truncated object) at "
+                               f"decompressed byte {self._out}")
                 self._eof = True
                 break
+            self._fed += len(chunk)
             try:
                 data = self._d.decompress(chunk, 1 << 20)
-                if self._d.eof:
-                    rest = self._d.unused_data
-                    self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                    if rest:
-                        data += self._d.decompress(rest, 1 << 20)
             except zlib.error as exc:
-                raise SourceError(f"corrupt gzip data after {self._out} bytes: {exc}") from None
+                self._stop(f"corrupt gzip data at decompressed byte {self._out}: {exc}")
+                break
             self._out += len(data)
-            if self._out > self._limit:
-                raise SourceError(f"decompressed size exceeds {self._limit} bytes")
             self._buf += data
+            if self._out > self._limit:
+                self._stop(f"decompressed size exceeds {self._limit} bytes (MAX_DECOMPRESSED)")
+            elif self._out > RATIO_FLOOR and self._out > self._ratio * self._in:
+                self._stop(f"decompression ratio above {self._ratio}:1 after {self._out} "
+                           "bytes (a gzip bomb?)")
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
             self._fill(self._limit + 1)
             data, self._buf = self._buf, b""
@@ -158,6 +188,12 @@ class _BoundedGzip(io.RawIOBase):
         data = self.read(len(b))
         b[: len(data)] = data
         return len(data)
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
 
 
 def open_input(f: InputFile, client: Any = None) -> IO[bytes]:
@@ -182,7 +218,8 @@ def open_input(f: InputFile, client: Any = None) -> IO[bytes]:
     head = raw.read(2)
     rest = _Prefixed(head, raw)
     if head == GZIP_MAGIC:
-        return io.BufferedReader(_BoundedGzip(rest, MAX_DECOMPRESSED), 1 << 20)
+        # It buffers itself, and exposes stream_error (a BufferedReader would hide it).
+        return cast(IO[bytes], _BoundedGzip(rest, MAX_DECOMPRESSED))
     return io.BufferedReader(rest, 1 << 20)
 
 

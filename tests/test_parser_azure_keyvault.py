@@ -732,12 +732,14 @@ def test_ndjson_offsets_are_byte_offsets_and_batch_lines_expand() -> None:
     assert [o.action for o in outs if isinstance(o, KeyEvent)] == ["KeyGet", "KeySign", "KeyVerify"]
 
 
-def test_truncated_document_is_one_quarantined_record() -> None:
+def test_truncated_document_keeps_the_records_before_the_cut() -> None:
     data = orjson.dumps({"records": [audit(), audit()]})[:-40]
     outs = parse(data)
-    assert len(outs) == 1
-    assert isinstance(outs[0], Quarantined)
-    assert outs[0].reason == "truncated_record"
+    assert len(outs) == 2
+    assert isinstance(outs[0], KeyEvent)
+    assert isinstance(outs[1], Quarantined)
+    assert outs[1].reason == "truncated_record"
+    assert f"-{len(data)}:" in (outs[1].detail or "")  # the span runs to the end of the data
     garbage = parse(b'[{"operationName":"KeyGet",}]')
     assert [o.reason for o in garbage if isinstance(o, Quarantined)] == ["invalid_json"]
 

@@ -1210,6 +1210,10 @@ fn build(
     if r.insight_details.0 || ne(&r.event_type) == Some("AwsCloudTrailInsight") {
         return skipped(py, intern!(py, "insight_event"), path, offset);
     }
+    // VPC endpoint network activity: the same call seen at the endpoint (cloudtrail.py).
+    if ne(&r.event_type) == Some("AwsVpceEvent") {
+        return skipped(py, intern!(py, "network_activity_event"), path, offset);
+    }
     let source = ne(&r.event_source).ok_or(Fallback)?;
     if source != "kms.amazonaws.com" {
         // Non-KMS events are skipped unless they name a KMS key (Python builds those).
