@@ -87,7 +87,6 @@ from parsers.base import (
 from parsers.framing import (
     CHUNK,
     OVERLONG,
-    RECORD_LIMIT_SETTING,
     Batch,
     Framed,
     LineCounter,
@@ -95,6 +94,7 @@ from parsers.framing import (
     container_open,
     iter_container,
     iter_lines,
+    load_element,
     read_upto,
     rejoin,
     tally_of,
@@ -923,23 +923,8 @@ class AzureKeyVaultParser(LogParser):
             yield self._element(item, path)
 
     def _element(self, item: Framed, path: str) -> ParseOutcome:
-        i = item.idx
-        where = f"bytes {item.start}-{item.end}"
-        if item.problem == "record_too_long":
-            return quarantine("record_too_long", path, i, item.raw, DATASET,
-                              f"record {i} ({where}) longer than {self.options.max_line_bytes}"
-                              f" bytes; raise {RECORD_LIMIT_SETTING} to read it")
-        if item.problem is not None:
-            what = "the stream ends inside this record" if item.problem == "truncated_record" \
-                else "not a record of the container: the rest of the file is one span"
-            return quarantine(item.problem, path, i, item.raw, DATASET, f"{where}: {what}")
-        try:
-            rec = orjson.loads(item.raw)
-        except orjson.JSONDecodeError as exc:
-            msg = str(exc)
-            reason = "truncated_record" if "unexpected end of data" in msg else "invalid_json"
-            return quarantine(reason, path, i, item.raw, DATASET, f"record {i} ({where}): {msg}")
-        return self._element_value(rec, path, i)
+        rec, bad = load_element(item, path, DATASET, self.options.max_line_bytes)
+        return bad if bad is not None else self._element_value(rec, path, item.idx)
 
     def _element_value(self, rec: Any, path: str, index: int) -> ParseOutcome:
         if isinstance(rec, dict):

@@ -111,7 +111,6 @@ from parsers.base import (
 )
 from parsers.framing import (
     OVERLONG,
-    RECORD_LIMIT_SETTING,
     Batch,
     DocumentTooLarge,
     Framed,
@@ -119,6 +118,7 @@ from parsers.framing import (
     container_open,
     iter_container,
     iter_lines,
+    load_element,
     read_document,
     read_upto,
     rejoin,
@@ -677,25 +677,13 @@ class CloudTrailParser(LogParser):
             yield self._element(item, path, aliases)
 
     def _element(self, item: Framed, path: str, aliases: dict[str, str]) -> ParseOutcome:
-        i = item.idx
-        where = f"bytes {item.start}-{item.end}"
-        if item.problem == "record_too_long":
-            return quarantine("record_too_long", path, i, item.raw, DATASET,
-                              f"record {i} ({where}) longer than {self.options.max_line_bytes}"
-                              f" bytes; raise {RECORD_LIMIT_SETTING} to read it")
-        if item.problem is not None:
-            what = "the stream ends inside this record" if item.problem == "truncated_record" \
-                else "not a record of the container: the rest of the file is one span"
-            return quarantine(item.problem, path, i, item.raw, DATASET, f"{where}: {what}")
-        try:
-            value = orjson.loads(item.raw)
-        except orjson.JSONDecodeError as exc:
-            return dataclasses.replace(self._bad_json(exc, path, i, item.raw),
-                                       detail=f"record {i} ({where}): {exc}")
+        value, bad = load_element(item, path, DATASET, self.options.max_line_bytes)
+        if bad is not None:
+            return bad
         if item.key is None and isinstance(value, dict) and _is_container(value):
-            return quarantine("unknown_shape", path, i, _dump(value), DATASET,
+            return quarantine("unknown_shape", path, item.idx, _dump(value), DATASET,
                               "a record container nested in a JSON array")
-        return self._record(value, path, i, None, stream_name=None, aliases=aliases)
+        return self._record(value, path, item.idx, None, stream_name=None, aliases=aliases)
 
     def _native_document(
         self, data: bytes, path: str, aliases: dict[str, str]

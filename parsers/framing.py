@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any, Final, NamedTuple, cast
 
+import orjson
+
 from parsers.base import MAX_DOCUMENT_BYTES, ParseError, Quarantined, quarantine
 
 OVERLONG: Final[bytes] = b"\x00keytrail:overlong\x00"
@@ -485,6 +487,29 @@ def _iter_container(stream: Any, max_record: int, opener: re.Pattern[bytes],
         if item.problem == "truncated_record":
             return
         i = item.end - buf.base
+
+
+def load_element(item: Framed, path: str, dataset: str,
+                 max_record: int) -> tuple[Any, Quarantined | None]:
+    """A framed element's JSON value, or (None, the quarantine) when it is not one.
+
+    Offsets are the element index (as for a whole document); details give the byte range.
+    """
+    i = item.idx
+    where = f"bytes {item.start}-{item.end}"
+    if item.problem == "record_too_long":
+        return None, quarantine("record_too_long", path, i, item.raw, dataset,
+                                f"record {i} ({where}) longer than {max_record} bytes; raise "
+                                f"{RECORD_LIMIT_SETTING} to read it")
+    if item.problem is not None:
+        what = "the stream ends inside this record" if item.problem == "truncated_record" \
+            else "not a record of the container: the rest of the file is one span"
+        return None, quarantine(item.problem, path, i, item.raw, dataset, f"{where}: {what}")
+    try:
+        return orjson.loads(item.raw), None
+    except orjson.JSONDecodeError as exc:
+        reason = "truncated_record" if exc.msg.startswith("unexpected end") else "invalid_json"
+        return None, quarantine(reason, path, i, item.raw, dataset, f"record {i} ({where}): {exc}")
 
 
 def _cut(data: bytes, j: int, limit: int) -> int:
