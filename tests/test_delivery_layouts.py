@@ -524,3 +524,45 @@ def test_record_over_the_limit_names_the_setting() -> None:
     assert [q.reason for q in got.quarantined] == ["record_too_long"]
     assert "max_line_bytes" in (got.quarantined[0].detail or "")
     assert got.records_in == got.outcomes == 2
+
+
+def test_vpc_endpoint_network_activity_is_not_a_second_use_of_the_key() -> None:
+    """A KMS call logged as the API call and again as a network activity event at the VPC
+    endpoint (eventType AwsVpceEvent) is one event; the other is skipped with its reason."""
+    call = dict(ct_records()[-1])
+    vpce = {k: call[k] for k in ("eventVersion", "userIdentity", "eventTime", "eventSource",
+                                 "eventName", "awsRegion", "sourceIPAddress", "requestID",
+                                 "recipientAccountId") if k in call}
+    vpce.update({"eventID": "vpce-1", "eventType": "AwsVpceEvent", "errorCode":
+                 "VpceAccessDenied", "sharedEventID": "s-1", "vpcEndpointId": "vpce-0a1",
+                 "vpcEndpointAccountId": "111122223333", "eventCategory": "NetworkActivity"})
+    for mode in MODES:
+        got = parse(orjson.dumps({"Records": [call, vpce]}), mode)
+        assert len(got.events) == 1 and got.events[0].event_id == parse(
+            nd([call]), ("python", None)).ids[0], mode
+        assert got.skipped == Counter({"network_activity_event": 1}), mode
+
+
+def test_a_lost_record_breaks_the_accounting(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """records_in comes from the container: a parser that drops a record is caught."""
+    from pipelines.process import FileProcessor
+    from pipelines.sources import InputFile
+
+    f = tmp_path / "o.json"
+    f.write_bytes(orjson.dumps({"Records": list(ct_records())[:30]}))
+    proc = FileProcessor(str(tmp_path / "out"), ParseOptions(), "1d", None, write_events=False)
+    ok = proc.process(InputFile(str(f), f.stat().st_size)).summary
+    assert ok["records_in"] == 30 == ok["events"] + sum(ok["skipped"].values())
+    real = cloudtrail.CloudTrailParser._stream
+
+    def lossy(self: Any, *a: Any) -> Iterator[Any]:
+        for i, o in enumerate(real(self, *a)):
+            if i != 7:
+                yield o
+
+    monkeypatch.setattr(cloudtrail.CloudTrailParser, "_stream", lossy)
+    lost = proc.process(InputFile(str(f), f.stat().st_size)).summary
+    assert lost["records_in"] == 30
+    assert lost["events"] + sum(lost["skipped"].values()) + sum(
+        lost["quarantined"].values()) == 29
