@@ -104,6 +104,14 @@ class Source(io.RawIOBase):
         buffer[: len(data)] = data
         return len(data)
 
+    def close(self) -> None:
+        try:
+            close = getattr(self._rest, "close", None)
+            if close is not None:
+                close()
+        finally:
+            super().close()
+
 
 def rejoin(head: bytes, rest: Any) -> IO[bytes]:
     """`head` (already read from `rest`) followed by the rest, sharing `rest`'s tally."""

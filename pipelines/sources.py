@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any, Final, cast
 
 from parsers.base import KeytrailError
+from parsers.framing import Source, read_upto
 
 MAX_DECOMPRESSED: Final[int] = 4 << 30  # 4 GiB per object: bounded decompression
 # ... and bounded by ratio once past RATIO_FLOOR: JSON logs compress 10-30:1, deflate's
@@ -215,43 +216,12 @@ def open_input(f: InputFile, client: Any = None) -> IO[bytes]:
         raise
     except Exception as exc:
         raise SourceError(f"{f.uri}: cannot open ({type(exc).__name__}: {exc})") from None
-    head = raw.read(2)
-    rest = _Prefixed(head, raw)
+    head = read_upto(raw, 2)
+    rest = Source(head, raw)  # the magic bytes, then the rest (the one rejoining stream)
     if head == GZIP_MAGIC:
         # It buffers itself, and exposes stream_error (a BufferedReader would hide it).
         return cast(IO[bytes], _BoundedGzip(rest, MAX_DECOMPRESSED))
     return io.BufferedReader(rest, 1 << 20)
-
-
-class _Prefixed(io.RawIOBase):
-    def __init__(self, head: bytes, raw: IO[bytes]) -> None:
-        self._head = head
-        self._raw = raw
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            if size is None or size < 0:
-                data, self._head = self._head + self._raw.read(), b""
-                return data
-            data, self._head = self._head[:size], self._head[size:]
-            if len(data) < size:
-                data += self._raw.read(size - len(data))
-            return data
-        return self._raw.read(size) if size is not None and size >= 0 else self._raw.read()
-
-    def readinto(self, b: Any) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        try:
-            self._raw.close()
-        finally:
-            super().close()
 
 
 class _Limited(io.RawIOBase):
