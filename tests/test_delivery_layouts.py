@@ -566,3 +566,13 @@ def test_a_lost_record_breaks_the_accounting(tmp_path: Path,
     assert lost["records_in"] == 30
     assert lost["events"] + sum(lost["skipped"].values()) + sum(
         lost["quarantined"].values()) == 29
+
+
+def test_gzip_bomb_is_bounded_by_ratio() -> None:
+    bomb = gzip.compress(b" " * (80 << 20), compresslevel=9, mtime=0)  # ~1000:1
+    stream = _BoundedGzip(io.BytesIO(bomb), MAX_DECOMPRESSED)
+    got = 0
+    while chunk := stream.read(1 << 20):
+        got += len(chunk)
+    assert got < 80 << 20
+    assert "ratio" in str(stream.stream_error)
