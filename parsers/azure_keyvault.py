@@ -80,6 +80,7 @@ from parsers.base import (
     LogParser,
     ParseOutcome,
     Skipped,
+    json_error,
     quarantine,
     register,
     stable_id,
@@ -872,8 +873,8 @@ class AzureKeyVaultParser(LogParser):
                     # Line-delimited batches: parse every line on its own.
                     yield from self._parse_lines(io.BytesIO(data), path)
                     return
-            reason = "truncated_record" if "unexpected end of data" in str(exc) else "invalid_json"
-            yield quarantine(reason, path, 0, data, DATASET, f"whole document: {exc}")
+            reason, detail = json_error(str(exc))
+            yield quarantine(reason, path, 0, data, DATASET, f"whole document: {detail}")
             return
         if isinstance(doc, dict):
             records = doc.get("records")
@@ -960,9 +961,8 @@ class AzureKeyVaultParser(LogParser):
             try:
                 rec = orjson.loads(body)
             except orjson.JSONDecodeError as exc:
-                msg = str(exc)
-                reason = "truncated_record" if "unexpected end of data" in msg else "invalid_json"
-                yield quarantine(reason, path, offset, line, DATASET, msg)
+                reason, detail = json_error(str(exc))
+                yield quarantine(reason, path, offset, line, DATASET, detail)
                 continue
             if not isinstance(rec, dict):
                 yield quarantine(

@@ -83,4 +83,4 @@ def read_document(stream: IO[bytes], limit: int = MAX_DOCUMENT_BYTES) -> bytes:
 def too_long(path: str, offset: int, raw: bytes, dataset: str, limit: int) -> Quarantined:
     """The quarantine record for a line iter_lines reported as over-long."""
     return quarantine("line_too_long", path, offset, raw[len(OVERLONG):], dataset,
-                      f"line longer than {limit} bytes")
+                      f"line longer than {limit} bytes (parse.max_line_bytes)")

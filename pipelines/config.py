@@ -13,7 +13,7 @@ from typing import Any, Final
 import yaml
 
 from detectors.inventory import DEFAULT_POLICIES, CryptoperiodPolicy
-from parsers.base import KeytrailError, ParseOptions
+from parsers.base import MAX_DOCUMENT_BYTES, MAX_LINE_BYTES, KeytrailError, ParseOptions
 from parsers.timeutil import BadTimestamp, normalize_iso
 
 TOP_LEVEL: Final[tuple[str, ...]] = (
@@ -96,7 +96,8 @@ def parse_config(raw: Any) -> KeytrailConfig:
         errors.append("parse: expected a mapping with vault_cluster / include_original / "
                       "redact_encryption_context")
         parse = {}
-    known_parse = ("vault_cluster", "include_original", "redact_encryption_context")
+    known_parse = ("vault_cluster", "include_original", "redact_encryption_context",
+                   "max_line_bytes")
     for k in parse:
         if k not in known_parse:
             errors.append(f"parse.{k}: unknown option{_suggest(str(k), known_parse)}")
@@ -111,7 +112,13 @@ def parse_config(raw: Any) -> KeytrailConfig:
             errors.append(f"parse.{name}: expected true or false, got {v!r}")
             v = False
         flags[name] = v
-    cfg.parse = ParseOptions(vault_cluster=vc, **flags)
+    max_line = parse.get("max_line_bytes", MAX_LINE_BYTES)
+    if isinstance(max_line, bool) or not isinstance(max_line, int) \
+            or not 1024 <= max_line <= MAX_DOCUMENT_BYTES:
+        errors.append(f"parse.max_line_bytes: expected a byte count from 1024 to "
+                      f"{MAX_DOCUMENT_BYTES}, got {max_line!r}")
+        max_line = MAX_LINE_BYTES
+    cfg.parse = ParseOptions(vault_cluster=vc, max_line_bytes=max_line, **flags)
 
     graph = raw.get("graph") or {}
     if not isinstance(graph, dict):
