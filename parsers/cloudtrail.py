@@ -532,14 +532,19 @@ class _Chain:
 
     def __init__(self, head: bytes, rest: IO[bytes]) -> None:
         self._head = head
+        self._pos = 0  # a position, not re-slicing: head can be MAX_DOCUMENT_BYTES
         self._rest = rest
 
     def read(self, size: int = -1) -> bytes:
         if self._head:
             if size < 0:
-                data, self._head = self._head + self._rest.read(), b""
+                data = self._head[self._pos :] + self._rest.read()
+                self._pos = len(self._head)
             else:
-                data, self._head = self._head[:size], self._head[size:]
+                data = self._head[self._pos : self._pos + size]
+                self._pos += len(data)
+            if self._pos >= len(self._head):
+                self._head, self._pos = b"", 0  # release it once consumed
             return data
         return self._rest.read(size)
 
