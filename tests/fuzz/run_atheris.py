@@ -55,6 +55,7 @@ def main() -> None:
     build_corpus(corpus)
     target = TARGETS[args.target]
     argv = [sys.argv[0], f"-max_total_time={args.seconds}", f"-max_len={SEED_BYTES}",
+            f"-dict={Path(__file__).with_name('keytrail.dict')}",
             f"-artifact_prefix={work}/", "-print_final_stats=1", "-timeout=20",
             "-rss_limit_mb=3072", *args.libfuzzer, str(corpus)]
     atheris.Setup(argv, target)
