@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fuzz.run_atheris import SEED_BYTES, SEED_DIRS
+from tests.fuzz.run_atheris import OPEN_FINDINGS, SEED_BYTES, SEED_DIRS
 from tests.fuzz.targets import TARGETS
 from tests.golden_util import REPO
 
@@ -39,6 +39,9 @@ def test_fuzz_budget(target: str, tmp_path: Path) -> None:
     crashes = sorted(tmp_path.glob("crash-*")) + sorted(tmp_path.glob("timeout-*")) \
         + sorted(tmp_path.glob("oom-*"))
     detail = "".join(f"\n{c.name}: {c.read_bytes()[:2000]!r}" for c in crashes)
+    for sig, where in OPEN_FINDINGS.values():
+        if crashes and sig in r.stdout + r.stderr:
+            pytest.xfail(f"known open finding ({where}):{detail}")
     assert r.returncode == 0 and not crashes, \
         f"fuzzer found a problem in {target}:{detail}\n{r.stderr[-4000:]}"
     assert "Done " in r.stderr, r.stderr[-2000:]
@@ -49,7 +52,7 @@ def _seeds() -> list[bytes]:
     for root in SEED_DIRS:
         if root.is_dir():
             out += [f.read_bytes()[:SEED_BYTES] for f in sorted(root.rglob("*"))
-                    if f.is_file() and not f.is_symlink()]
+                    if f.is_file() and not f.is_symlink() and f.name not in OPEN_FINDINGS]
     return out
 
 
@@ -85,5 +88,11 @@ def _hypothesis_fallback(fn: object) -> None:
 @pytest.mark.parametrize("path", REGRESSIONS, ids=[p.name for p in REGRESSIONS])
 def test_fuzz_regressions(path: Path) -> None:
     data = path.read_bytes()
-    for fn in TARGETS.values():
-        fn(data)
+    try:
+        for fn in TARGETS.values():
+            fn(data)
+    except Exception as exc:
+        sig, where = OPEN_FINDINGS.get(path.name, ("\0", ""))
+        if sig in f"{type(exc).__name__}: {exc}":
+            pytest.xfail(f"known open finding: {where}")
+        raise
