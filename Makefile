@@ -73,11 +73,11 @@ audit: venv
 	$(VPY) .ci/audit.py
 
 fuzz: venv native
-	@for t in detect_and_parse each_parser lines native_helpers; do \
+	@rc=0; for t in detect_and_parse each_parser lines native_helpers; do \
 	  echo "fuzz: $$t ($(FUZZ_SECONDS)s)"; \
 	  $(VPY) -m tests.fuzz.run_atheris $$t --seconds $(FUZZ_SECONDS) --workdir $(FUZZ_DIR) \
-	    || exit 1; \
-	done
+	    || { rc=1; echo "fuzz: $$t found a problem: see $(FUZZ_DIR)/crash-*"; }; \
+	done; exit $$rc
 
 clean-servers:
 	rm -rf .cache/servers
