@@ -9,6 +9,9 @@
 #   make run     keytrail run on sample_logs/ (in-process Beam runner)
 #   make bench   benchmark tables (never fail a build)
 #   make lint    ruff + mypy --strict
+#   make lock    rewrite requirements.lock from the venv (after changing dependencies)
+#   make audit   pip-audit over requirements.lock (online, else the local advisory snapshot)
+#   make fuzz    every fuzz target for FUZZ_SECONDS each (CI runs a short budget in pytest)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -16,18 +19,21 @@ VENV ?= .venv
 VPY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 ARTIFACTS ?= test-artifacts
+FUZZ_SECONDS ?= 600
+FUZZ_DIR ?= .cache/fuzz
 
-.PHONY: setup venv native servers system test run bench lint clean-servers
+.PHONY: setup venv native servers system test run bench lint clean-servers lock audit fuzz
 
 setup: venv native servers
 
 venv: $(VENV)/.keytrail-installed
 
-# Reinstalls when pyproject.toml changes; the stamp is inside the venv.
-$(VENV)/.keytrail-installed: pyproject.toml
+# Reinstalls when pyproject.toml or the lock changes; the stamp is inside the venv.
+# requirements.lock pins every locked package (constraints), so CI installs exactly it.
+$(VENV)/.keytrail-installed: pyproject.toml requirements.lock
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q -e '.[dev]'
+	$(VPY) -m pip install -q -c requirements.lock pip
+	$(VPY) -m pip install -q -c requirements.lock -e '.[dev]'
 	@touch $@
 
 # Compiled parser fast paths (Rust/PyO3). The Python parsers work without them, slower.
@@ -59,6 +65,19 @@ bench: venv native
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+lock: venv
+	$(VPY) .ci/lock.py
+
+audit: venv
+	$(VPY) .ci/audit.py
+
+fuzz: venv native
+	@rc=0; for t in detect_and_parse each_parser lines native_helpers; do \
+	  echo "fuzz: $$t ($(FUZZ_SECONDS)s)"; \
+	  $(VPY) -m tests.fuzz.run_atheris $$t --seconds $(FUZZ_SECONDS) --workdir $(FUZZ_DIR) \
+	    || { rc=1; echo "fuzz: $$t found a problem: see $(FUZZ_DIR)/crash-*"; }; \
+	done; exit $$rc
 
 clean-servers:
 	rm -rf .cache/servers

@@ -80,6 +80,7 @@ from parsers.base import (
     LogParser,
     ParseOutcome,
     Skipped,
+    json_error,
     quarantine,
     register,
     stable_id,
@@ -998,9 +999,8 @@ class AzureKeyVaultParser(LogParser):
             try:
                 rec = orjson.loads(body)
             except orjson.JSONDecodeError as exc:
-                msg = str(exc)
-                reason = "truncated_record" if "unexpected end of data" in msg else "invalid_json"
-                yield quarantine(reason, path, offset, line, DATASET, msg)
+                reason, detail = json_error(str(exc))
+                yield quarantine(reason, path, offset, line, DATASET, detail)
                 continue
             if not isinstance(rec, dict):
                 yield quarantine(

@@ -23,6 +23,7 @@ MAX_LINE_BYTES: Final[int] = 1 << 20
 # file, a subscription payload); record containers ({"Records":[...]}, {"records":[...]},
 # {"events":[...]}, arrays) are streamed element by element whatever their size.
 MAX_DOCUMENT_BYTES: Final[int] = 256 << 20
+MAX_JSON_DEPTH: Final[int] = 1024  # orjson's fixed nesting limit (arrays/objects), not a knob
 
 
 class KeytrailError(Exception):
@@ -91,6 +92,17 @@ class ParseOptions:
     redact_encryption_context: bool = False
     max_line_bytes: int = MAX_LINE_BYTES
     max_document_bytes: int = MAX_DOCUMENT_BYTES
+
+
+def json_error(msg: str) -> tuple[str, str]:
+    """(quarantine reason, detail) for a JSON decoder error message: `truncated_record`
+    when the JSON ends early, `nesting_too_deep` past MAX_JSON_DEPTH, else `invalid_json`."""
+    if "unexpected end of data" in msg or msg.startswith("unexpected end"):
+        return "truncated_record", msg
+    if "depth limit exceeded" in msg or "recursion limit" in msg.lower():
+        return "nesting_too_deep", (f"JSON nested deeper than {MAX_JSON_DEPTH} levels (the "
+                                    f"decoder's fixed limit, MAX_JSON_DEPTH): {msg}")
+    return "invalid_json", msg
 
 
 def excerpt(raw: bytes | str, limit: int = EXCERPT_BYTES) -> str:

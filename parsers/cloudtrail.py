@@ -105,6 +105,7 @@ from parsers.base import (
     ParseOutcome,
     Quarantined,
     Skipped,
+    json_error,
     quarantine,
     register,
     stable_id,
@@ -847,8 +848,8 @@ class CloudTrailParser(LogParser):
 
     @staticmethod
     def _bad_json(exc: orjson.JSONDecodeError, path: str, offset: int, raw: bytes) -> Quarantined:
-        reason = "truncated_record" if exc.msg.startswith("unexpected end") else "invalid_json"
-        return quarantine(reason, path, offset, raw, DATASET, str(exc))
+        reason, detail = json_error(str(exc))
+        return quarantine(reason, path, offset, raw, DATASET, detail)
 
     def _expand(
         self, value: dict[str, Any], path: str, line_offset: int | None

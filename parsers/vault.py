@@ -100,6 +100,7 @@ from parsers.base import (
     ParseOptions,
     ParseOutcome,
     Skipped,
+    json_error,
     quarantine,
     register,
     stable_id,
@@ -882,10 +883,8 @@ class VaultAuditParser(LogParser):
         try:
             obj = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            msg = str(exc)
-            reason = "truncated_record" if msg.startswith("unexpected end of data") \
-                else "invalid_json"
-            out.append(quarantine(reason, path, offset, line, DATASET, msg))
+            reason, detail = json_error(str(exc))
+            out.append(quarantine(reason, path, offset, line, DATASET, detail))
             return
         checked = self._validate(obj)
         if isinstance(checked, tuple):

@@ -247,10 +247,12 @@ def cmd_eval(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_watch(args: argparse.Namespace, extra: list[str]) -> int:
+    from pipelines.outdir import claim_out_dir
     from pipelines.watch import Watcher, make_sources
 
     cfg = _load_config(args.config)
     sources = make_sources(args.sources, args.settle, args.start_after)
+    claim_out_dir(Path(args.out))
     args.config = cfg
     from pipelines import sinks
     from pipelines.watch import SearchWatchSink

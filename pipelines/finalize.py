@@ -7,7 +7,6 @@ report.html) deterministically.
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +32,8 @@ from detectors.graph import (
 )
 from detectors.inventory import KeyAccumulator, build_inventory_record
 from pipelines.config import KeytrailConfig
-from pipelines.process import QUARANTINE_DIR, Detection
+from pipelines.outdir import atomic_file, atomic_write, remove_owned
+from pipelines.process import QUARANTINE_DIR, QUARANTINE_SHARD, Detection
 from pipelines.store import write_json, write_ndjson, write_table
 
 SEVERITY_ORDER: Final[tuple[str, ...]] = ("critical", "high", "medium", "low")
@@ -166,19 +166,16 @@ def graphml(edges: list[dict[str, Any]], resources: list[dict[str, Any]]) -> str
 def merge_quarantine(out: Path, shard_names: list[str], keep_shards: bool = False) -> int:
     """Concatenate per-file quarantine shards (in input order) into quarantine.ndjson."""
     qdir = out / QUARANTINE_DIR
-    target = out / "quarantine.ndjson"
-    tmp = out / ".quarantine.ndjson.tmp"
     n = 0
-    with tmp.open("wb") as fh:
+    with atomic_file(out / "quarantine.ndjson") as fh:
         for name in shard_names:
             p = qdir / f"{name}.ndjson"
             if p.exists():
                 data = p.read_bytes()
                 n += data.count(b"\n")
                 fh.write(data)
-    tmp.replace(target)
     if not keep_shards:
-        shutil.rmtree(qdir, ignore_errors=True)
+        remove_owned(qdir, QUARANTINE_SHARD)
     return n
 
 
@@ -229,7 +226,7 @@ def write_local_store(out: Path, summary: dict[str, Any], inventory: list[dict[s
                 nested=("threat.technique", "keytrail.alert.evidence", "keytrail.alert.details"))
     write_ndjson(out / "alerts.ndjson", alerts)
     write_json(out / "graph.json", {"edges": edges, "resource_edges": resources})
-    (out / "graph.graphml").write_text(graphml(edges, resources), encoding="utf-8")
+    atomic_write(out / "graph.graphml", graphml(edges, resources))
     write_json(out / "run_summary.json", summary)
     html = render_report(summary, inventory, edges, resources, alerts)
-    (out / "report.html").write_text(html, encoding="utf-8")
+    atomic_write(out / "report.html", html)

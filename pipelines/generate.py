@@ -30,6 +30,8 @@ from typing import Any, Final
 import numpy as np
 import orjson
 
+from pipelines.outdir import atomic_write
+
 ACCT: Final[str] = "111122223333"
 OTHER: Final[str] = "444455556666"
 REGION: Final[str] = "us-east-1"
@@ -151,17 +153,13 @@ class Writer:
             stamp = hour.replace("/", "")[:8] + "T" + hour[-2:] + "00Z"
             name = (f"AWSLogs/{ACCT}/CloudTrail/{REGION}/{hour[:10]}/{ACCT}_CloudTrail_{REGION}_"
                     f"{stamp}_{_hex(hour, n=16)}.json.gz")
-            p = self.out / name
-            p.parent.mkdir(parents=True, exist_ok=True)
             body = orjson.dumps({"Records": [r[2] for r in recs]})
-            p.write_bytes(gzip.compress(body, compresslevel=5, mtime=0))
+            atomic_write(self.out / name, gzip.compress(body, compresslevel=5, mtime=0))
             written.append(name)
         for name, items in sorted(self.lines.items()):
             items.sort(key=lambda r: (r[0], r[1]))
-            p = self.out / name
-            p.parent.mkdir(parents=True, exist_ok=True)
             sep = b"\n\n" if name.startswith("cloudhsm/") else b"\n"
-            p.write_bytes(sep.join(r[2] for r in items) + b"\n")
+            atomic_write(self.out / name, sep.join(r[2] for r in items) + b"\n")
             written.append(name)
         return written
 
@@ -1083,7 +1081,7 @@ def generate(out_dir: str, seed: int = 1, days: int = 30, scale: float = 1.0) ->
         "events_by_source": dict(sorted(sim.w.per_source.items())),
         "scenarios": [lab.to_dict() for lab in labels],
     }
-    (out / "labels.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    atomic_write(out / "labels.json", orjson.dumps(doc, option=orjson.OPT_INDENT_2))
     return {"out_dir": str(out), "files": len(files), "events": sim.w.benign + sim.w.attack,
             "benign_events": sim.w.benign, "attack_events": sim.w.attack,
             "scenarios": len(labels), "events_by_source": doc["events_by_source"]}

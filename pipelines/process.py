@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import re
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -51,11 +52,15 @@ from parsers.base import (
 from parsers.detect import parse_stream
 from parsers.framing import Tally
 from parsers.schema import KeyEvent
+from pipelines.outdir import atomic_write
 from pipelines.sources import InputFile, open_input
 from pipelines.store import EventShardWriter
 
 QUARANTINE_DIR: Final[str] = "_quarantine"
 EVENTS_DIR: Final[str] = "events"
+# The only names keytrail writes (and so may delete) in those two directories.
+EVENT_SHARD: Final[re.Pattern[str]] = re.compile(r"part-[0-9a-f]{32}\.parquet")
+QUARANTINE_SHARD: Final[re.Pattern[str]] = re.compile(r"[0-9a-f]{32}\.ndjson")
 BucketKey = tuple[str, str, str]  # detector id, entity, bucket start
 GateKey = tuple[str, str, str]  # detector id, entity, day ('YYYY-MM-DD')
 # Per-bucket counts of one (detector, entity, day): {slot: count} while few slots are
@@ -292,8 +297,7 @@ class FileProcessor:
             else:
                 writer.abort()
         if qrows:
-            qpath.parent.mkdir(parents=True, exist_ok=True)
-            qpath.write_bytes(b"\n".join(qrows) + b"\n")
+            atomic_write(qpath, b"\n".join(qrows) + b"\n")
         res.summary = {
             "path": uri,
             "dataset": dataset,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -32,8 +31,17 @@ from apache_beam.utils.windowed_value import WindowedValue
 from pipelines.config import KeytrailConfig
 from pipelines.detection import load_detection
 from pipelines.finalize import finalize_state, merge_quarantine, write_local_store
-from pipelines.process import EVENTS_DIR, QUARANTINE_DIR, FileProcessor, shard_name, tune_gc
-from pipelines.sources import InputFile, expand_inputs
+from pipelines.outdir import claim_out_dir, ensure_dir, remove_owned
+from pipelines.process import (
+    EVENT_SHARD,
+    EVENTS_DIR,
+    QUARANTINE_DIR,
+    QUARANTINE_SHARD,
+    FileProcessor,
+    shard_name,
+    tune_gc,
+)
+from pipelines.sources import InputFile, report_skipped, scan_inputs
 from pipelines.state import RunState
 
 
@@ -132,17 +140,19 @@ class FinalizeFn(beam.DoFn):
     """Merged state -> inventory, graph, alerts and every file of the local store."""
 
     def __init__(self, out_dir: str, config: KeytrailConfig, inputs: list[str],
-                 shard_order: list[str]) -> None:
+                 shard_order: list[str], skipped: list[dict[str, str]] | None = None) -> None:
         self.out_dir = out_dir
         self.config = config
         self.inputs = inputs
         self.shard_order = shard_order
+        self.skipped = skipped or []
 
     def process(self, st: RunState) -> Iterator[dict[str, Any]]:
         out = Path(self.out_dir)
         detection, inventory_dets = load_detection(self.config)
         summary, outputs = finalize_state(st, self.config, detection, inventory_dets,
                                           self.inputs, out / EVENTS_DIR)
+        summary["inputs_skipped"] = self.skipped
         merge_quarantine(out, self.shard_order)
         write_local_store(out, summary, *outputs)
         yield summary
@@ -169,10 +179,15 @@ def make_pipeline(beam_args: list[str], n_files: int = 1) -> Pipeline:
 
 
 def prepare_out_dir(out: Path) -> None:
-    """A run rebuilds the store: stale event shards from earlier inputs must not survive."""
-    out.mkdir(parents=True, exist_ok=True)
-    for sub in (EVENTS_DIR, QUARANTINE_DIR):
-        shutil.rmtree(out / sub, ignore_errors=True)
+    """A run rebuilds the store: stale event shards from earlier inputs must not survive.
+
+    Only a new/empty directory or a keytrail store is used (pipelines.outdir), and only
+    the shard files keytrail names are deleted; anything else in there is left alone.
+    """
+    claim_out_dir(out)
+    for sub, pattern in ((EVENTS_DIR, EVENT_SHARD), (QUARANTINE_DIR, QUARANTINE_SHARD)):
+        ensure_dir(out / sub)  # refuses a planted symlink before any worker writes there
+        remove_owned(out / sub, pattern)
 
 
 def run_batch(inputs: list[str], out_dir: str,
@@ -187,7 +202,8 @@ def run_batch(inputs: list[str], out_dir: str,
         cfg = parse_config(config)
     else:
         cfg = config
-    files = expand_inputs(inputs)
+    files, skipped = scan_inputs(inputs)
+    report_skipped(skipped)
     out = Path(out_dir)
     prepare_out_dir(out)
     load_detection(cfg)  # validate detector tuning before starting workers
@@ -202,7 +218,8 @@ def run_batch(inputs: list[str], out_dir: str,
             partials = p | "NoInputs" >> beam.Create([RunState()])
         _ = (partials
              | "MergePartials" >> MergePartials()
-             | "Finalize" >> beam.ParDo(FinalizeFn(str(out), cfg, inputs, shard_order)))
+             | "Finalize" >> beam.ParDo(FinalizeFn(str(out), cfg, inputs, shard_order,
+                                                          skipped)))
     if progress:
         print(file=sys.stderr)
     import orjson

@@ -10,6 +10,8 @@ from __future__ import annotations
 import glob
 import io
 import os
+import stat
+import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -82,9 +84,135 @@ def list_s3(uri: str, start_after: str | None = None, client: Any = None) -> Ite
                             str(obj.get("ETag", "")).strip('"'))
 
 
-def expand_inputs(inputs: list[str]) -> list[InputFile]:
-    """Every file named by the inputs, sorted and de-duplicated; raises on a missing input."""
+# Local input policy (docs/supply-chain-and-fuzzing.md, "Inputs"): a path named on the
+# command line is used as named, even through a symlink. Inside an input directory (or a
+# glob's fixed prefix) a symlink is never followed out of that root; a file link inside
+# the root is read once, a directory link inside it is not entered (its target is walked
+# through its real path). FIFOs, sockets and devices are never opened. Everything left
+# out is reported (run_summary.json `inputs_skipped`, one stderr line each), never dropped
+# silently.
+
+
+def _skip(path: str, reason: str) -> dict[str, str]:
+    return {"path": path, "reason": reason}
+
+
+def _special_kind(mode: int) -> str | None:
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "not_a_regular_file"
+
+
+def _readable(path: str) -> bool:
+    """Open and close without reading: O_NONBLOCK so nothing can block, even a FIFO swapped
+    in since the stat."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def _inside(real: str, root: str) -> bool:
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _check_file(path: str, root: str | None) -> tuple[str | None, str | None]:
+    """(real path to read, None) or (None, skip reason) for one candidate file.
+
+    `root` is the real path of the directory the candidate was found in (None: named on
+    the command line, used as named)."""
+    try:
+        lst = os.lstat(path)
+    except OSError:
+        return None, "unreadable_file"
+    real = os.path.realpath(path)
+    if stat.S_ISLNK(lst.st_mode):
+        if root is not None and not _inside(real, root):
+            return None, "symlink_outside_input"
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None, "dangling_symlink"
+    else:
+        st = lst
+    kind = _special_kind(st.st_mode)
+    if kind is not None:
+        return None, kind
+    if not _readable(path):
+        return None, "unreadable_file"
+    return real, None
+
+
+def _walk(top: str, root: str, files: list[str], skipped: list[dict[str, str]]) -> None:
+    try:
+        entries = sorted(os.scandir(top), key=lambda e: e.name)
+    except OSError:
+        skipped.append(_skip(top, "unreadable_directory"))
+        return
+    for e in entries:
+        if e.name in SKIP_NAMES or e.name.startswith("."):
+            continue
+        try:
+            is_link = e.is_symlink()
+            is_dir = e.is_dir(follow_symlinks=False)
+        except OSError:
+            skipped.append(_skip(e.path, "unreadable_file"))
+            continue
+        if is_dir:
+            _walk(e.path, root, files, skipped)
+        elif is_link and os.path.isdir(e.path):
+            real = os.path.realpath(e.path)
+            skipped.append(_skip(e.path, "symlinked_directory" if _inside(real, root)
+                                 else "symlink_outside_input"))
+        else:
+            files.append(e.path)
+
+
+def scan_local_dir(directory: str) -> tuple[list[tuple[str, str]], list[dict[str, str]]]:
+    """The readable regular files under `directory` as (path, real path), sorted, each real
+    file once; and what was left out, with why. Shared by `run`, `parse` and `watch`."""
+    root = os.path.realpath(directory)
+    candidates: list[str] = []
+    skipped: list[dict[str, str]] = []
+    _walk(directory, root, candidates, skipped)
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    # Real files before links, so a file reached both ways keeps its own name.
+    for path in sorted(candidates, key=lambda c: (os.path.islink(c), c)):
+        real, reason = _check_file(path, root)
+        if reason is not None:
+            skipped.append(_skip(path, reason))
+        elif real is not None and real not in seen:
+            seen.add(real)
+            out.append((path, real))
+    out.sort()
+    skipped.sort(key=lambda d: (d["path"], d["reason"]))
+    return out, skipped
+
+
+def _glob_root(pattern: str) -> str:
+    """Real path of a glob's fixed leading directory (the part before any wildcard)."""
+    parts: list[str] = []
+    for part in Path(pattern).parts:
+        if glob.has_magic(part):
+            break
+        parts.append(part)
+    return os.path.realpath(os.path.join(*parts) if parts else ".")
+
+
+def scan_inputs(inputs: list[str]) -> tuple[list[InputFile], list[dict[str, str]]]:
+    """Every file named by the inputs, sorted and de-duplicated, and every local path left
+    out with its reason (see the policy above); raises on a missing input."""
     found: dict[str, InputFile] = {}
+    skipped: list[dict[str, str]] = []
     for item in inputs:
         if item.startswith("s3://"):
             try:
@@ -99,21 +227,50 @@ def expand_inputs(inputs: list[str]) -> list[InputFile]:
                 found[o.uri] = o
             continue
         p = Path(item)
-        if p.is_file():
-            found[str(p)] = InputFile(str(p), p.stat().st_size)
-        elif p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and f.name not in SKIP_NAMES and not f.name.startswith("."):
-                    found[str(f)] = InputFile(str(f), f.stat().st_size)
+        if p.is_dir():
+            files, skip = scan_local_dir(item)
+            skipped.extend(skip)
+            for path, real in files:
+                found[path] = InputFile(path, os.stat(real).st_size)
+        elif p.exists() or p.is_symlink():
+            _real, reason = _check_file(item, None)
+            if reason is not None:
+                skipped.append(_skip(item, reason))
+            else:
+                found[item] = InputFile(item, os.stat(item).st_size)
         else:
             matches = sorted(glob.glob(item, recursive=True))
-            files = [m for m in matches if Path(m).is_file()]
-            if not files:
+            root = _glob_root(item)
+            hits = 0
+            for m in matches:
+                if os.path.isdir(m) and not os.path.islink(m):
+                    continue
+                hits += 1
+                _real, reason = _check_file(m, root)
+                if reason is not None:
+                    skipped.append(_skip(m, reason))
+                else:
+                    found[m] = InputFile(m, os.stat(m).st_size)
+            if not hits:
                 raise SourceError(f"input {item!r} not found: pass an existing file, directory, "
                                   "glob or s3://bucket/prefix")
-            for m in files:
-                found[m] = InputFile(m, Path(m).stat().st_size)
-    return sorted(found.values())
+    uniq = {(d["path"], d["reason"]): d for d in skipped}
+    return sorted(found.values()), [uniq[k] for k in sorted(uniq)]
+
+
+def report_skipped(skipped: list[dict[str, str]], stream: IO[str] | None = None) -> None:
+    """One stderr line per input left out."""
+    out = stream or sys.stderr
+    for d in skipped:
+        print(f"keytrail: skipped input {d['path']}: {d['reason'].replace('_', ' ')}",
+              file=out)
+
+
+def expand_inputs(inputs: list[str]) -> list[InputFile]:
+    """The files of scan_inputs; what it leaves out is reported on stderr."""
+    files, skipped = scan_inputs(inputs)
+    report_skipped(skipped)
+    return files
 
 
 class _BoundedGzip(io.RawIOBase):

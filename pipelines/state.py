@@ -7,7 +7,6 @@ JSON (not pickle) so a state directory is inspectable and never executes code on
 
 from __future__ import annotations
 
-import os
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import orjson
 from detectors.base import Bucket, Evidence, merge_alerts
 from detectors.graph import EdgeAccumulator, EdgeKey, ResourceAccumulator
 from detectors.inventory import KeyAccumulator
+from pipelines.outdir import atomic_write
 from pipelines.process import BucketKey, Counts, FileResult, GateKey, count_items, merge_gated
 
 STATE_VERSION: Final[int] = 1
@@ -162,18 +162,7 @@ def load_state(data: bytes) -> RunState:
 
 def commit_state(path: Path, st: RunState) -> None:
     """Atomic, durable replace of the state file (write, fsync, rename, fsync dir)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as fh:
-        fh.write(dump_state(st))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    atomic_write(path, dump_state(st), durable=True)
 
 
 def read_state(path: Path) -> RunState:

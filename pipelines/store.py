@@ -1,12 +1,12 @@
 """Local store: Parquet datasets and NDJSON/JSON files under the output directory.
 
-Writes are atomic (temp file + rename) and deterministic (sorted rows, no wall-clock
+Writes go through pipelines.outdir (atomic, unpredictable temp names, no symlink followed)
+and are deterministic (sorted rows, no wall-clock
 values), so re-running on the same input gives byte-identical files.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from parsers.schema import FIELDS, KeyEvent
+from pipelines.outdir import AtomicFile, atomic_file, atomic_write
 
 EVENT_BATCH: Final[int] = 20_000
 _EVENT_SPECS = tuple(f for f in FIELDS if f.attr not in ("extra",))
@@ -46,20 +47,13 @@ _ATTR_SCHEMA: Final[pa.Schema] = pa.schema([
     for spec, f in zip(_EVENT_SPECS, EVENTS_SCHEMA, strict=False)])
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_json(path: Path, obj: Any) -> None:
-    _write_bytes_atomic(path, orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    atomic_write(path, orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
                         + b"\n")
 
 
 def write_ndjson(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    _write_bytes_atomic(path, b"".join(
+    atomic_write(path, b"".join(
         orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in rows))
 
 
@@ -68,8 +62,7 @@ class EventShardWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: AtomicFile | None = None
         self._writer: pq.ParquetWriter | None = None
         self._batch: list[KeyEvent] = []
         self.count = 0
@@ -100,21 +93,22 @@ class EventShardWriter:
                               if e.extra else None for e in batch], pa.string()))
         table = pa.Table.from_arrays(cols, schema=EVENTS_SCHEMA)
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self.tmp, EVENTS_SCHEMA, compression="zstd")
+            self._file = AtomicFile(self.path)
+            self._writer = pq.ParquetWriter(self._file.fh, EVENTS_SCHEMA, compression="zstd")
         self._writer.write_table(table)
         self.count += len(batch)
         self._batch = []
 
     def close(self) -> None:
         self._flush()
-        if self._writer is not None:
+        if self._writer is not None and self._file is not None:
             self._writer.close()
-            os.replace(self.tmp, self.path)
+            self._file.commit()
 
     def abort(self) -> None:
-        if self._writer is not None:
+        if self._writer is not None and self._file is not None:
             self._writer.close()
-        self.tmp.unlink(missing_ok=True)
+            self._file.discard()
 
 
 def _arrow_friendly(rows: list[dict[str, Any]], nested: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -131,11 +125,9 @@ def _arrow_friendly(rows: list[dict[str, Any]], nested: tuple[str, ...]) -> list
 
 def write_table(path: Path, rows: list[dict[str, Any]], nested: tuple[str, ...] = ()) -> None:
     """Write records as one Parquet file (deterministic: caller sorts rows)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     table = pa.Table.from_pylist(_arrow_friendly(rows, nested)) if rows else pa.table({})
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    with atomic_file(path) as fh:
+        pq.write_table(table, fh, compression="zstd")
 
 
 EVENT_READ_BATCH: Final[int] = 10_000

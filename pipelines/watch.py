@@ -29,8 +29,9 @@ from parsers.timeutil import to_epoch_ms
 from pipelines.config import KeytrailConfig
 from pipelines.detection import load_detection
 from pipelines.finalize import finalize_state, merge_quarantine, write_local_store
+from pipelines.outdir import append_file, atomic_write
 from pipelines.process import FileProcessor, FileResult, tune_gc
-from pipelines.sources import GZIP_MAGIC, SKIP_NAMES, InputFile, list_s3, s3_client
+from pipelines.sources import GZIP_MAGIC, InputFile, list_s3, s3_client, scan_local_dir
 from pipelines.state import RunState, commit_state, read_state
 
 HEAD_BYTES: Final[int] = 256
@@ -89,8 +90,7 @@ class LocalSource:
         if not p.is_dir():
             raise KeytrailError(f"watch source {self.root} not found: pass an existing "
                                 "directory, file or s3://bucket/prefix")
-        return sorted(str(f) for f in p.rglob("*") if f.is_file()
-                      and f.name not in SKIP_NAMES and not f.name.startswith("."))
+        return [path for path, _real in scan_local_dir(self.root)[0]]
 
     def discover(self, cp: dict[str, Any]) -> list[tuple[InputFile, Callable[[], None]]]:
         files = cp.setdefault("files", {})
@@ -214,13 +214,7 @@ class SearchWatchSink:
         return set(orjson.loads(self.journal.read_bytes()))
 
     def _write_journal(self, ids: set[str]) -> None:
-        self.journal.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.journal.with_name(self.journal.name + ".tmp")
-        with tmp.open("wb") as fh:
-            fh.write(orjson.dumps(sorted(ids)))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.journal)
+        atomic_write(self.journal, orjson.dumps(sorted(ids)), durable=True)
 
     def deliver(self, out: Path, results: list[FileResult], summary: dict[str, Any],
                 inventory: list[dict[str, Any]], edges: list[dict[str, Any]],
@@ -328,7 +322,7 @@ class Watcher:
                          sum(sum(f["quarantined"].values()) for f in st.files.values()), dead,
                          n_keys, n_alerts)
         if results:
-            with (self.out / "metrics.ndjson").open("ab") as fh:
+            with append_file(self.out / "metrics.ndjson") as fh:
                 fh.write(orjson.dumps(m.__dict__) + b"\n")
         return m
 

@@ -21,6 +21,7 @@ import orjson
 
 from dashboards.fields import FAMILIES
 from parsers.base import KeytrailError
+from pipelines.outdir import append_file
 from pipelines.sinks.documents import Action
 
 LOG = logging.getLogger("keytrail.sinks")
@@ -115,8 +116,7 @@ class DeadLetterFile:
 
     def write(self, action: Action, error: str, status: int | None, attempts: int) -> None:
         if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = self.path.open("ab")
+            self._fh = append_file(self.path)
         entry = {**action.to_dict(), "error": error, "status": status, "attempts": attempts}
         self._fh.write(orjson.dumps(entry, option=orjson.OPT_SORT_KEYS) + b"\n")
         self._fh.flush()

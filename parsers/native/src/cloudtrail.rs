@@ -20,7 +20,7 @@ use std::marker::PhantomData;
 use memchr::memchr2;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::sync::GILOnceCell;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -1077,7 +1077,7 @@ fn put(d: &Bound<'_, PyDict>, key: &Bound<'_, PyString>, v: Option<&str>, c: &mu
 
 /// Every KeyEvent attribute (parsers.schema.KeyEvent) -> None: copied per event (a dict
 /// copy is much cheaper than growing a fresh dict to 46 entries).
-static TEMPLATE: GILOnceCell<Py<PyDict>> = GILOnceCell::new();
+static TEMPLATE: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 
 const ATTRS: [&str; 46] = [
     "timestamp", "event_id", "dataset", "provider", "action", "outcome", "operation",
@@ -1105,7 +1105,7 @@ fn template(py: Python<'_>) -> Fb<&Bound<'_, PyDict>> {
 /// What parsers.schema derives from an operation: its string, class, ECS category / type.
 struct OpMeta {
     op: Py<PyString>,
-    class: PyObject,
+    class: Py<PyAny>,
     category: Py<PyList>,
     typ: Py<PyList>,
 }
@@ -1117,7 +1117,7 @@ const OPERATIONS: [&str; 22] = [
     "revoke_grant",
 ];
 
-static OPS: GILOnceCell<Vec<OpMeta>> = GILOnceCell::new();
+static OPS: PyOnceLock<Vec<OpMeta>> = PyOnceLock::new();
 
 fn op_meta<'a>(py: Python<'a>, operation: &str) -> Fb<&'a OpMeta> {
     let all = OPS.get_or_try_init(py, || -> Fb<Vec<OpMeta>> {
@@ -1137,8 +1137,8 @@ fn op_meta<'a>(py: Python<'a>, operation: &str) -> Fb<&'a OpMeta> {
             v.push(OpMeta {
                 op: op.unbind(),
                 class: class.unbind(),
-                category: category.downcast_into::<PyList>().map_err(|_| Fallback)?.unbind(),
-                typ: typ.downcast_into::<PyList>().map_err(|_| Fallback)?.unbind(),
+                category: category.cast_into::<PyList>().map_err(|_| Fallback)?.unbind(),
+                typ: typ.cast_into::<PyList>().map_err(|_| Fallback)?.unbind(),
             });
         }
         Ok(v)
@@ -1166,7 +1166,7 @@ fn finish(
     operation: &str,
     path: &Bound<'_, PyAny>,
     offset: i64,
-) -> Fb<PyObject> {
+) -> Fb<Py<PyAny>> {
     let ctx = CTX.get(py).ok_or(Fallback)?;
     let m = op_meta(py, operation)?;
     d.set_item(intern!(py, "timestamp"), ts)?;
@@ -1186,11 +1186,11 @@ fn finish(
     Ok(obj.unbind())
 }
 
-static SKIPPED: GILOnceCell<PyObject> = GILOnceCell::new();
+static SKIPPED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// parsers.base.Skipped(reason, path, offset).
-fn skipped(py: Python<'_>, reason: &Bound<'_, PyString>, path: &Bound<'_, PyAny>, offset: i64) -> Fb<PyObject> {
-    let cls = SKIPPED.get_or_try_init(py, || -> PyResult<PyObject> {
+fn skipped(py: Python<'_>, reason: &Bound<'_, PyString>, path: &Bound<'_, PyAny>, offset: i64) -> Fb<Py<PyAny>> {
+    let cls = SKIPPED.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
         Ok(py.import("parsers.base")?.getattr("Skipped")?.unbind())
     })?;
     Ok(cls.bind(py).call1((reason, path, offset))?.unbind())
@@ -1205,7 +1205,7 @@ fn build(
     offset: i64,
     redact: bool,
     c: &mut Cache,
-) -> Fb<PyObject> {
+) -> Fb<Py<PyAny>> {
     let name = ne(&r.event_name).ok_or(Fallback)?;
     if r.insight_details.0 || ne(&r.event_type) == Some("AwsCloudTrailInsight") {
         return skipped(py, intern!(py, "insight_event"), path, offset);
@@ -1369,7 +1369,7 @@ fn parse_rec(s: &str) -> Option<(Rec<'_>, bool)> {
 /// plain CloudTrail event, else None (the Python parser takes the line).
 #[pyclass(module = "parsers._native")]
 struct CloudTrailLines {
-    path: PyObject,
+    path: Py<PyAny>,
     redact: bool,
     cache: Cache,
 }
@@ -1377,11 +1377,11 @@ struct CloudTrailLines {
 #[pymethods]
 impl CloudTrailLines {
     #[new]
-    fn new(path: PyObject, redact: bool) -> Self {
+    fn new(path: Py<PyAny>, redact: bool) -> Self {
         CloudTrailLines { path, redact, cache: Cache::default() }
     }
 
-    fn event(&mut self, py: Python<'_>, line: &[u8], offset: i64) -> Option<PyObject> {
+    fn event(&mut self, py: Python<'_>, line: &[u8], offset: i64) -> Option<Py<PyAny>> {
         let s = std::str::from_utf8(line).ok()?;
         let (rec, bad) = parse_rec(s)?;
         if bad {
@@ -1401,7 +1401,7 @@ struct CloudTrailRecords {
     spans: Option<Vec<(usize, usize)>>,
     text: &'static str,
     cache: Cache,
-    path: PyObject,
+    path: Py<PyAny>,
     redact: bool,
     _data: Py<PyBytes>,
 }
@@ -1412,7 +1412,7 @@ impl CloudTrailRecords {
         slf
     }
 
-    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<PyObject>> {
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         let Some((i, (rec, bad))) = self.items.next() else { return Ok(None) };
         if !bad {
             let path = self.path.bind(py).clone();
@@ -1439,7 +1439,7 @@ impl CloudTrailRecords {
 #[pyfunction]
 fn cloudtrail_document(
     data: Bound<'_, PyBytes>,
-    path: PyObject,
+    path: Py<PyAny>,
     redact: bool,
 ) -> Option<CloudTrailRecords> {
     // SAFETY: a bytes object is immutable, and `CloudTrailRecords._data` keeps it alive

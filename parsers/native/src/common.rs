@@ -6,7 +6,7 @@
 use blake2::digest::consts::U16;
 use blake2::{Blake2b, Digest};
 use pyo3::prelude::*;
-use pyo3::sync::GILOnceCell;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 use pyo3::intern;
 
@@ -22,17 +22,43 @@ impl From<PyErr> for Fallback {
     }
 }
 
+// pyo3 0.26 dropped these two from its API; the fast paths rely on both.
+
+/// A value only touched while this thread is attached to the interpreter (what pyo3's
+/// removed `GILProtected` was). Sound because the module is declared `gil_used`.
+pub struct GilProtected<T>(T);
+
+// SAFETY: every access goes through `get`, which needs a `Python` token, and the GIL
+// serialises token holders (the module is `gil_used`, so free-threaded builds keep it).
+unsafe impl<T: Send> Sync for GilProtected<T> {}
+
+impl<T> GilProtected<T> {
+    pub const fn new(v: T) -> Self {
+        GilProtected(v)
+    }
+
+    pub fn get<'a>(&'a self, _py: Python<'a>) -> &'a T {
+        &self.0
+    }
+}
+
+extern "C" {
+    // CPython's presized dict constructor (exported by every CPython 3.x, private API):
+    // no resizing while an event's fields are filled in.
+    pub fn _PyDict_NewPresized(minused: pyo3::ffi::Py_ssize_t) -> *mut pyo3::ffi::PyObject;
+}
+
 /// Python objects the event builder needs, handed over once by `parsers.native`.
 pub struct Ctx {
     pub key_event: Py<PyType>,
-    pub object_new: PyObject,
+    pub object_new: Py<PyAny>,
     pub operation_class: Py<PyDict>,
     pub ecs_category: Py<PyDict>,
     pub ecs_type: Py<PyDict>,
-    pub info: PyObject,
+    pub info: Py<PyAny>,
 }
 
-pub static CTX: GILOnceCell<Ctx> = GILOnceCell::new();
+pub static CTX: PyOnceLock<Ctx> = PyOnceLock::new();
 
 #[pyfunction]
 pub fn init(
@@ -238,7 +264,7 @@ impl<'py> Event<'py> {
         operation: &str,
         log_file_path: &Bound<'py, PyAny>,
         log_offset: i64,
-    ) -> Fb<PyObject> {
+    ) -> Fb<Py<PyAny>> {
         let py = self.py;
         let ctx = CTX.get(py).ok_or(Fallback)?;
         let d = &self.d;
@@ -259,12 +285,12 @@ impl<'py> Event<'py> {
         d.set_item(intern!(py, "log_file_path"), log_file_path)?;
         d.set_item(intern!(py, "log_offset"), log_offset)?;
         let cat = ctx.ecs_category.bind(py).get_item(&op_class)?.ok_or(Fallback)?;
-        d.set_item(intern!(py, "category"), cat.downcast::<PyList>().map_err(|_| Fallback)?.as_sequence().to_list()?)?;
+        d.set_item(intern!(py, "category"), cat.cast::<PyList>().map_err(|_| Fallback)?.as_sequence().to_list()?)?;
         let typ = match ctx.ecs_type.bind(py).get_item(&op)? {
             Some(t) => t,
             None => ctx.info.bind(py).clone(),
         };
-        d.set_item(intern!(py, "type"), typ.downcast::<PyList>().map_err(|_| Fallback)?.as_sequence().to_list()?)?;
+        d.set_item(intern!(py, "type"), typ.cast::<PyList>().map_err(|_| Fallback)?.as_sequence().to_list()?)?;
         let extra_key = intern!(py, "extra");
         match d.get_item(extra_key)? {
             Some(x) if !x.is_none() => {}
@@ -296,7 +322,7 @@ mod tests {
 
 /// A minimal event, for the loader's self-test (tests/test_native.py).
 #[pyfunction]
-pub fn _selftest_event(py: Python<'_>, path: Bound<'_, PyAny>, offset: i64) -> Option<PyObject> {
+pub fn _selftest_event(py: Python<'_>, path: Bound<'_, PyAny>, offset: i64) -> Option<Py<PyAny>> {
     let ev = Event::new(py);
     ev.set(intern!(py, "key_name"), "k1").ok()?;
     ev.finish(

@@ -29,7 +29,8 @@ use std::sync::Arc;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::ffi;
-use pyo3::sync::{GILOnceCell, GILProtected};
+use pyo3::sync::PyOnceLock;
+use crate::common::GilProtected;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::common::{clean_ip, normalize_iso, stable_id, Fallback, Fb, CTX};
@@ -1282,12 +1283,12 @@ impl<V> Memo<V> {
     }
 }
 
-static URIS: GILProtected<RefCell<Memo<Option<Arc<ObjRef>>>>> =
-    GILProtected::new(RefCell::new(Memo::new()));
-static RESOURCES: GILProtected<RefCell<Memo<Arc<ResRef>>>> =
-    GILProtected::new(RefCell::new(Memo::new()));
-static STRINGS: GILProtected<RefCell<Memo<Py<PyString>>>> =
-    GILProtected::new(RefCell::new(Memo::new()));
+static URIS: GilProtected<RefCell<Memo<Option<Arc<ObjRef>>>>> =
+    GilProtected::new(RefCell::new(Memo::new()));
+static RESOURCES: GilProtected<RefCell<Memo<Arc<ResRef>>>> =
+    GilProtected::new(RefCell::new(Memo::new()));
+static STRINGS: GilProtected<RefCell<Memo<Py<PyString>>>> =
+    GilProtected::new(RefCell::new(Memo::new()));
 
 /// parsers.azure_keyvault.parse_object_uri, memoised like the Python lru_cache.
 fn parse_object_uri(py: Python<'_>, uri: &str) -> Fb<Option<Arc<ObjRef>>> {
@@ -2441,7 +2442,7 @@ fn record<'py, 'l>(
 
 /// One NDJSON line of the Key Vault family -> KeyEvent, or None (the Python parser decides).
 #[pyfunction]
-fn keyvault_line<'py>(py: Python<'py>, line: &[u8], path: Bound<'py, PyAny>, offset: i64) -> Option<PyObject> {
+fn keyvault_line<'py>(py: Python<'py>, line: &[u8], path: Bound<'py, PyAny>, offset: i64) -> Option<Py<PyAny>> {
     let (d, raw) = record(py, line, &path, offset).ok()?;
     d.set_item(intern!(py, "event_id"), stable_id(&[DATASET.as_bytes(), &raw])).ok()?;
     make_event(py, &d).ok()
@@ -2452,7 +2453,7 @@ fn keyvault_line<'py>(py: Python<'py>, line: &[u8], path: Bound<'py, PyAny>, off
 /// Per-operation Python objects: (operation, operation_class, category list, type list).
 struct OpInfo {
     op: Py<PyString>,
-    class: PyObject,
+    class: Py<PyAny>,
     category: Py<PyList>,
     typ: Py<PyList>,
 }
@@ -2468,7 +2469,7 @@ struct Statics {
     ops: Vec<OpInfo>,
 }
 
-static STATICS: GILOnceCell<Statics> = GILOnceCell::new();
+static STATICS: PyOnceLock<Statics> = PyOnceLock::new();
 
 fn statics(py: Python<'_>) -> Fb<&Statics> {
     STATICS.get_or_try_init(py, || -> Fb<Statics> {
@@ -2511,8 +2512,8 @@ fn statics(py: Python<'_>) -> Fb<&Statics> {
             ops.push(OpInfo {
                 op: op.unbind(),
                 class: class.unbind(),
-                category: cat.downcast_into::<PyList>().map_err(|_| Fallback)?.unbind(),
-                typ: typ.downcast_into::<PyList>().map_err(|_| Fallback)?.unbind(),
+                category: cat.cast_into::<PyList>().map_err(|_| Fallback)?.unbind(),
+                typ: typ.cast_into::<PyList>().map_err(|_| Fallback)?.unbind(),
             });
         }
         Ok(Statics { template: t.unbind(), ops })
@@ -2525,15 +2526,15 @@ fn template_copy(py: Python<'_>) -> Fb<Bound<'_, PyDict>> {
     unsafe {
         let p = ffi::PyDict_Copy(st.template.as_ptr());
         let b = Bound::from_owned_ptr_or_err(py, p)?;
-        Ok(b.downcast_into_unchecked::<PyDict>())
+        Ok(b.cast_into_unchecked::<PyDict>())
     }
 }
 
 fn new_dict(py: Python<'_>, size: isize) -> Fb<Bound<'_, PyDict>> {
     unsafe {
-        let p = ffi::_PyDict_NewPresized(size);
+        let p = crate::common::_PyDict_NewPresized(size);
         let b = Bound::from_owned_ptr_or_err(py, p)?;
-        Ok(b.downcast_into_unchecked::<PyDict>())
+        Ok(b.cast_into_unchecked::<PyDict>())
     }
 }
 
@@ -2565,7 +2566,7 @@ fn fill_derived<'py>(
 }
 
 /// object.__new__(KeyEvent) with `d` as its __dict__ (as new_event builds it).
-fn make_event(py: Python<'_>, d: &Bound<'_, PyDict>) -> Fb<PyObject> {
+fn make_event(py: Python<'_>, d: &Bound<'_, PyDict>) -> Fb<Py<PyAny>> {
     let ctx = CTX.get(py).ok_or(Fallback)?;
     unsafe {
         let tp = ctx.key_event.as_ptr() as *mut ffi::PyTypeObject;
@@ -2740,7 +2741,7 @@ impl<'py> Batch<'py> {
         blake2b_simd::many::hash_many(jobs.iter_mut());
         let mut hashes = jobs.iter().map(|j| j.to_hash());
         let mut fallbacks = self.fallbacks;
-        let mut out: Vec<PyObject> = Vec::with_capacity(self.items.len());
+        let mut out: Vec<Py<PyAny>> = Vec::with_capacity(self.items.len());
         for it in self.items {
             match it {
                 Ok((d, _, retry)) => {

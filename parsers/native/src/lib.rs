@@ -12,7 +12,7 @@ mod cloudtrail;
 mod keyvault;
 mod vault;
 
-#[pymodule]
+#[pymodule(gil_used = true)]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(common::init, m)?)?;
     m.add_function(wrap_pyfunction!(common::stable_id_py, m)?)?;

@@ -571,11 +571,11 @@ type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fx>>;
 
 /// Python objects handed over once by parsers/vault.py (`vault_init`).
 struct VCtx {
-    plan_fn: PyObject,
-    pending_cls: PyObject,
+    plan_fn: Py<PyAny>,
+    pending_cls: Py<PyAny>,
     max_pending: usize,
     /// `object.__new__` and its argument tuples `(Skipped,)`, `(KeyEvent,)`.
-    object_new: PyObject,
+    object_new: Py<PyAny>,
     skipped_args: Py<PyTuple>,
     key_event_args: Py<PyTuple>,
 }
@@ -597,7 +597,7 @@ fn vault_init(
         .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("init() first"))?;
     let tuple_type = builtins.getattr("tuple")?;
     let ok = pending_cls
-        .downcast::<pyo3::types::PyType>()
+        .cast::<pyo3::types::PyType>()
         .is_ok_and(|t| t.is_subclass(&tuple_type).unwrap_or(false));
     if !ok {
         return Err(pyo3::exceptions::PyTypeError::new_err(
@@ -620,7 +620,7 @@ fn vault_init(
 
 /// What the event builder needs of one `_Plan` (route + static extra / fields).
 struct PlanInfo {
-    plan: PyObject,
+    plan: Py<PyAny>,
     engine: Py<PyString>,
     skip: Option<Py<PyString>>,
     mount: Option<String>,
@@ -641,7 +641,7 @@ struct PlanInfo {
 struct PlanEvent {
     action: Py<PyString>,
     operation: Py<PyString>,
-    op_class: PyObject,
+    op_class: Py<PyAny>,
     category: Py<PyList>,
     typ: Py<PyList>,
 }
@@ -664,7 +664,7 @@ fn opt_str(v: &Bound<'_, PyAny>) -> Fb<Option<String>> {
         Ok(None)
     } else {
         Ok(Some(
-            v.downcast::<PyString>()
+            v.cast::<PyString>()
                 .map_err(|_| Fallback)?
                 .to_str()?
                 .to_owned(),
@@ -677,7 +677,7 @@ fn opt_pystr(v: &Bound<'_, PyAny>) -> Fb<Option<Py<PyString>>> {
         Ok(None)
     } else {
         Ok(Some(
-            v.downcast::<PyString>()
+            v.cast::<PyString>()
                 .map_err(|_| Fallback)?
                 .clone()
                 .unbind(),
@@ -713,16 +713,16 @@ fn plan_of(
         return Ok(hit);
     }
     let plan = ctx.plan_fn.bind(py).call1((path, op, mp, mt))?;
-    let t = plan.downcast::<PyTuple>().map_err(|_| Fallback)?;
+    let t = plan.cast::<PyTuple>().map_err(|_| Fallback)?;
     let route = t.get_item(0)?;
-    let r = route.downcast::<PyTuple>().map_err(|_| Fallback)?;
+    let r = route.cast::<PyTuple>().map_err(|_| Fallback)?;
     let extra = t
         .get_item(1)?
-        .downcast_into::<PyDict>()
+        .cast_into::<PyDict>()
         .map_err(|_| Fallback)?;
     let fields = t
         .get_item(2)?
-        .downcast_into::<PyDict>()
+        .cast_into::<PyDict>()
         .map_err(|_| Fallback)?;
     let dynamic: i64 = t.get_item(3)?.extract()?;
     let operation = opt_pystr(&r.get_item(2)?)?;
@@ -749,11 +749,11 @@ fn plan_of(
                 operation: o.clone().unbind(),
                 op_class: op_class.unbind(),
                 category: cat
-                    .downcast_into::<PyList>()
+                    .cast_into::<PyList>()
                     .map_err(|_| Fallback)?
                     .unbind(),
                 typ: typ
-                    .downcast_into::<PyList>()
+                    .cast_into::<PyList>()
                     .map_err(|_| Fallback)?
                     .unbind(),
             })
@@ -764,7 +764,7 @@ fn plan_of(
         ev,
         engine: r
             .get_item(0)?
-            .downcast_into::<PyString>()
+            .cast_into::<PyString>()
             .map_err(|_| Fallback)?
             .unbind(),
         mount: opt_str(&r.get_item(1)?)?,
@@ -1084,11 +1084,11 @@ fn clean_ipv6(v: &str) -> Fb<String> {
 fn presized(py: Python<'_>, n: isize) -> Fb<Bound<'_, PyDict>> {
     // SAFETY: returns a new reference or NULL with an exception set.
     unsafe {
-        let d = pyo3::ffi::_PyDict_NewPresized(n);
+        let d = crate::common::_PyDict_NewPresized(n);
         if d.is_null() {
             return Err(PyErr::fetch(py).into());
         }
-        Ok(Bound::from_owned_ptr(py, d).downcast_into_unchecked())
+        Ok(Bound::from_owned_ptr(py, d).cast_into_unchecked())
     }
 }
 
@@ -1190,7 +1190,7 @@ fn record<'py>(
 
     // ---- a response: the event (VaultAuditParser._event and _normal, non-KMIP)
     let req_p = match pending.get_item(&pkey)? {
-        Some(p) => Some(p.downcast_into::<PyTuple>().map_err(|_| Fallback)?),
+        Some(p) => Some(p.cast_into::<PyTuple>().map_err(|_| Fallback)?),
         None => None,
     };
     let ev = Event {
@@ -1221,12 +1221,12 @@ fn record<'py>(
             if r.is_none() {
                 // stored here: only the raw JSON is kept
                 let raw = p.get_item(3)?;
-                let raw = raw.downcast::<PyBytes>().map_err(|_| Fallback)?.as_bytes();
+                let raw = raw.cast::<PyBytes>().map_err(|_| Fallback)?.as_bytes();
                 req_err = stored_error(raw)?;
             } else {
-                let d = r.downcast::<PyDict>().map_err(|_| Fallback)?;
+                let d = r.cast::<PyDict>().map_err(|_| Fallback)?;
                 if let Some(e) = d.get_item(intern!(py, "error"))? {
-                    if let Ok(s) = e.downcast::<PyString>() {
+                    if let Ok(s) = e.cast::<PyString>() {
                         let s = s.to_str()?;
                         if !s.is_empty() {
                             req_err = Some(s.to_owned());
@@ -1497,16 +1497,16 @@ enum Line {
 #[pyclass(module = "parsers._native")]
 struct VaultStream {
     ctx: Arc<VCtx>,
-    read: PyObject,
+    read: Py<PyAny>,
     /// passed to `read` as is (framing.CHUNK)
-    chunk_size: PyObject,
+    chunk_size: Py<PyAny>,
     /// options.max_line_bytes (any int, compared like Python does)
     max_line: i128,
-    path: PyObject,
+    path: Py<PyAny>,
     pending: Py<PyDict>,
     out: Py<PyList>,
     cluster: String,
-    fallback: PyObject,
+    fallback: Py<PyAny>,
     /// next outcome of `out` to hand out
     out_next: usize,
     // iter_lines state
@@ -1594,7 +1594,7 @@ impl VaultStream {
                 return Ok(None);
             }
             let chunk = self.read.bind(py).call1((self.chunk_size.bind(py),))?;
-            let chunk = match chunk.downcast_into::<PyBytes>() {
+            let chunk = match chunk.cast_into::<PyBytes>() {
                 Ok(c) => c,
                 // bytearray / memoryview from an odd stream: the same bytes
                 Err(e) => PyBytes::new(py, &e.into_inner().extract::<Vec<u8>>()?),
@@ -1676,14 +1676,14 @@ impl VaultStream {
     #[new]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        read: PyObject,
-        chunk_size: PyObject,
+        read: Py<PyAny>,
+        chunk_size: Py<PyAny>,
         max_line: i128,
-        path: PyObject,
+        path: Py<PyAny>,
         pending: Py<PyDict>,
         out: Py<PyList>,
         cluster: String,
-        fallback: PyObject,
+        fallback: Py<PyAny>,
     ) -> PyResult<Self> {
         let ctx = VCTX
             .lock()
@@ -1719,7 +1719,7 @@ impl VaultStream {
         slf
     }
 
-    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<PyObject>> {
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         loop {
             let out = self.out.bind(py);
             let n = out.len();
