@@ -67,15 +67,15 @@ class _LoopbackGrpc(ModuleType):
         real_add = srv.add_insecure_port
 
         def add_insecure_port(address: str) -> int:
-            return real_add(loopback_address(address))
+            return int(real_add(loopback_address(address)))
 
         def add_secure_port(address: str, credentials: Any) -> int:  # not used by Beam 2.62
             raise BeamInternalsChanged(f"Beam asked for a TLS port {address!r}: review "
                                        "pipelines/loopback.py")
 
         # Instance attributes shadow the methods only on this server object.
-        srv.add_insecure_port = add_insecure_port  # type: ignore[method-assign]
-        srv.add_secure_port = add_secure_port  # type: ignore[method-assign]
+        srv.add_insecure_port = add_insecure_port
+        srv.add_secure_port = add_secure_port
         return srv
 
 
