@@ -100,6 +100,7 @@ from parsers.base import (
     ParseOutcome,
     Quarantined,
     Skipped,
+    per_record,
     quarantine,
     register,
     stable_id,
@@ -865,6 +866,7 @@ class CloudTrailParser(LogParser):
 
     # -- one record -------------------------------------------------------------------------
 
+    @per_record(DATASET)
     def _record(
         self,
         item: object,

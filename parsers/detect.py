@@ -6,7 +6,8 @@ import io
 from collections.abc import Iterator
 from typing import IO, Final
 
-from parsers.base import REGISTRY, LogParser, ParseOptions, ParseOutcome, quarantine
+from parsers.base import REGISTRY, LogParser, ParseOptions, ParseOutcome, Quarantined, quarantine
+from parsers.scrub import redact_context_text
 
 SNIFF_BYTES: Final[int] = 64 * 1024
 
@@ -73,7 +74,20 @@ def parse_stream(
     if parser is None:
         head = rejoined.read(512)
         return None, iter([quarantine("unrecognized_format", path, 0, head)])
-    return parser.dataset, parser.parse(rejoined, path)
+    outcomes = parser.parse(rejoined, path)
+    if parser.options.redact_encryption_context:
+        outcomes = _redact_quarantine_contexts(outcomes)
+    return parser.dataset, outcomes
+
+
+def _redact_quarantine_contexts(outcomes: Iterator[ParseOutcome]) -> Iterator[ParseOutcome]:
+    """`redact_encryption_context: true` holds for quarantine excerpts too (raw bytes)."""
+    for o in outcomes:
+        if isinstance(o, Quarantined):
+            yield Quarantined(o.reason, o.path, o.offset, redact_context_text(o.excerpt),
+                              o.dataset, o.detail and redact_context_text(o.detail))
+        else:
+            yield o
 
 
 def parse_bytes(
