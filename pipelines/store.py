@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from parsers.escaping import json_bytes
 from parsers.schema import FIELDS, KeyEvent
 
 EVENT_BATCH: Final[int] = 20_000
@@ -60,7 +61,7 @@ def write_json(path: Path, obj: Any) -> None:
 
 def write_ndjson(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     _write_bytes_atomic(path, b"".join(
-        orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in rows))
+        json_bytes(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in rows))
 
 
 class EventShardWriter:
