@@ -20,7 +20,8 @@ SAMPLES: Final = REPO / "sample_logs"
 
 # Characters that act on a terminal: OSC retitle ... BEL, CSI clear screen, RLO, C1 CSI.
 TERMINAL_ATTACK: Final = "\x1b]0;pwned\x07\x1b[2J\u202e\x9b31m"
-HTML_ATTACK: Final = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
+# if any of it ever runs in the report it sets window.__pwned (tests/test_report_browser.py)
+HTML_ATTACK: Final = '"><script>window.__pwned=1</script><img src=x onerror=window.__pwned=2>'
 XML_ATTACK: Final = "\x01\x0b]]>&"
 PRINCIPAL: Final = f"ops{TERMINAL_ATTACK}{HTML_ATTACK}{XML_ATTACK}-backend"
 KEY_NAME: Final = f"share{TERMINAL_ATTACK}<b>{XML_ATTACK}"
