@@ -18,6 +18,7 @@ from importlib import metadata
 from typing import Any, Final
 
 from parsers.base import stable_id
+from parsers.escaping import csv_cell, terminal
 
 Record = dict[str, Any]
 
@@ -47,10 +48,6 @@ CSV_COLUMNS: Final[tuple[str, ...]] = (
 )
 
 _DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
-# C0/C1 controls and bidi overrides: log content must not drive the user's terminal.
-_UNSAFE_TERMINAL: Final[dict[int, str]] = dict.fromkeys(
-    [*range(0x00, 0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)],
-    "?")
 
 
 def _sorted(inventory: Iterable[Record]) -> list[Record]:
@@ -141,25 +138,13 @@ def flat_row(rec: Record) -> dict[str, Any]:
     }
 
 
-def _csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    s = str(value)
-    # Spreadsheet formula injection: log-controlled text must not start a formula.
-    if isinstance(value, str) and s[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + s
-    return s
-
-
 def to_csv(inventory: list[Record]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for rec in _sorted(inventory):
         row = flat_row(rec)
-        writer.writerow([_csv_cell(row[c]) for c in CSV_COLUMNS])
+        writer.writerow([csv_cell(row[c]) for c in CSV_COLUMNS])
     return buf.getvalue()
 
 
@@ -433,10 +418,6 @@ def to_cyclonedx_json(inventory: list[Record], as_of: str) -> str:
 
 # --- terminal table ------------------------------------------------------------------------
 
-def _term(value: Any) -> str:
-    return "" if value is None else str(value).translate(_UNSAFE_TERMINAL)
-
-
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -456,7 +437,7 @@ def table(inventory: list[Record]) -> str:
         cells = (label, PROVIDER_NAMES.get(str(rec.get("provider")), str(rec.get("provider"))),
                  state, str(rot.get("status") or "-"), str(rot.get("overdue_days") or 0),
                  last[:16].replace("T", " ") if last else "-", str(rec.get("uid")))
-        rows.append(tuple(_clip(_term(c), w) for c, w in zip(cells, limits, strict=True)))
+        rows.append(tuple(_clip(terminal(c), w) for c, w in zip(cells, limits, strict=True)))
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head)]
     numeric = {4}
 

@@ -15,11 +15,11 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from functools import cache
-from html import escape
 from pathlib import Path
 from typing import Any, Final
 
 from dashboards.exports import PROVIDER_NAMES
+from parsers.escaping import html_text
 
 # Caps keep a 10k-key report a few MB; the exports (CSV/JSON/CBOM) always carry everything.
 MAX_INVENTORY_ROWS: Final[int] = 2000
@@ -64,10 +64,8 @@ Record = dict[str, Any]
 # --- small formatting helpers ------------------------------------------------------------
 
 def _e(value: Any) -> str:
-    """HTML-escape anything (log content is attacker-controlled)."""
-    if value is None:
-        return ""
-    return escape(str(value), quote=True)
+    """HTML-escape anything (log content is attacker-controlled): parsers/escaping.py."""
+    return html_text(value)
 
 
 def _n(value: Any) -> str:

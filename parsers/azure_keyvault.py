@@ -104,6 +104,7 @@ from parsers.framing import (
 from parsers.native import NATIVE
 from parsers.netaddr import clean_ip
 from parsers.schema import Outcome, new_event
+from parsers.scrub import scrub_uri
 from parsers.timeutil import BadTimestamp, format_ms, normalize_iso
 
 DATASET: Final[str] = "azure.keyvault"
@@ -544,7 +545,8 @@ def parse_object_uri(uri: str) -> ObjectRef | None:
         if cut >= 0:
             rest = rest[:cut]
     host, _, path = rest.partition("/")
-    host = host.lower()
+    # `user:password@` never becomes part of a key uid (parsers/scrub.py scrubs URIs)
+    host = host.rpartition("@")[2].lower()
     if not host:
         return None
     if ".vault." not in host and ".managedhsm." not in host:
@@ -1420,7 +1422,8 @@ class AzureKeyVaultParser(LogParser):
         if dur is not None:
             extra["azure.keyvault.duration_ms"] = dur
         if request_uri:
-            extra["azure.keyvault.request_uri"] = request_uri
+            # SAS sig= and other credentials in the query string (parsers/scrub.py)
+            extra["azure.keyvault.request_uri"] = scrub_uri(request_uri)
         if enabled is not None:
             extra["azure.keyvault.enabled"] = enabled
         if ap_op:

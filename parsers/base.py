@@ -7,13 +7,17 @@ counts the records it frames independently of the outcomes, so a file's accounti
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, ClassVar, Final
+from typing import IO, Any, ClassVar, Final, TypeVar
 
 from parsers.schema import KeyEvent
+from parsers.scrub import scrub_text
+from parsers.timeutil import BadTimestamp
 
 EXCERPT_BYTES: Final[int] = 512
 # One record (line or container element) may not exceed 1 MiB: CloudTrail events are at
@@ -106,10 +110,11 @@ def json_error(msg: str) -> tuple[str, str]:
 
 
 def excerpt(raw: bytes | str, limit: int = EXCERPT_BYTES) -> str:
-    """Bounded, printable excerpt of a raw record for the quarantine."""
+    """Bounded excerpt of a raw record for the quarantine, secrets scrubbed (scrub.py):
+    it is stored and shown like any other output."""
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "replace")
-    text = raw[:limit].decode("utf-8", "replace")
+    text = scrub_text(raw[:limit].decode("utf-8", "replace"))
     return text + ("…" if len(raw) > limit else "")
 
 
@@ -121,7 +126,66 @@ def quarantine(
     dataset: str | None = None,
     detail: str | None = None,
 ) -> Quarantined:
-    return Quarantined(reason, path, offset, excerpt(raw), dataset, detail)
+    return Quarantined(reason, path, offset, excerpt(raw), dataset,
+                       scrub_text(detail) if detail else detail)
+
+
+def record_failure(exc: Exception, path: str, offset: int, raw: bytes | str,
+                   dataset: str | None) -> Quarantined:
+    """The outcome of a record whose parsing raised: quarantined, never a stopped file.
+
+    A timestamp no conversion accepts is `bad_timestamp`; anything else is a parser
+    defect on hostile input (`parser_error`, the exception type in the detail).
+    """
+    if isinstance(exc, BadTimestamp):
+        return quarantine("bad_timestamp", path, offset, raw, dataset,
+                          f"unreadable time {str(exc)[:64]!r}")
+    return quarantine("parser_error", path, offset, raw, dataset,
+                      f"{type(exc).__name__} while parsing this record")
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+# Argument names per-record functions use for the record's bytes / decoded record.
+_RAW_ARGS: Final = ("raw", "line")
+_RECORD_ARGS: Final = ("record", "rec", "r", "item", "obj", "lines")
+
+
+def per_record(dataset: str) -> Callable[[_F], _F]:
+    """Decorate a function that turns ONE record into ONE outcome so that any exception
+    it raises becomes that record's quarantine (record_failure) and the file goes on.
+
+    The function must take `path` and `offset`, and `raw`/`line` (bytes) or the decoded
+    record under one of _RECORD_ARGS, by those names. No cost unless it raises.
+    """
+
+    def decorate(fn: _F) -> _F:
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                a = sig.bind_partial(*args, **kwargs).arguments
+                raw = next((a[n] for n in _RAW_ARGS if isinstance(a.get(n), bytes | str)), None)
+                if raw is None:
+                    rec = next((a[n] for n in _RECORD_ARGS if n in a), None)
+                    raw = _dump(rec)
+                return record_failure(exc, str(a.get("path")), int(a.get("offset") or 0), raw,
+                                      dataset)
+
+        return guarded  # type: ignore[return-value]
+
+    return decorate
+
+
+def _dump(rec: Any) -> bytes:
+    import orjson
+
+    try:
+        return orjson.dumps(rec, default=str)
+    except (TypeError, orjson.JSONEncodeError):
+        return repr(rec).encode("utf-8", "replace")
 
 
 def stable_id(*parts: object) -> str:

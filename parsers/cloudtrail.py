@@ -106,6 +106,7 @@ from parsers.base import (
     Quarantined,
     Skipped,
     json_error,
+    per_record,
     quarantine,
     register,
     stable_id,
@@ -917,6 +918,7 @@ class CloudTrailParser(LogParser):
 
     # -- one record -------------------------------------------------------------------------
 
+    @per_record(DATASET)
     def _record(
         self,
         item: object,

@@ -14,8 +14,9 @@ import io
 from collections.abc import Iterator
 from typing import IO, Final, cast
 
-from parsers.base import REGISTRY, LogParser, ParseOptions, ParseOutcome, quarantine
+from parsers.base import REGISTRY, LogParser, ParseOptions, ParseOutcome, Quarantined, quarantine
 from parsers.framing import Source, Tally, read_upto
+from parsers.scrub import redact_context_text
 
 SNIFF_BYTES: Final[int] = 64 * 1024
 
@@ -63,7 +64,10 @@ def parse_stream(
         head = src.read(512)
         src.tally.records += 1
         return None, iter([quarantine("unrecognized_format", path, 0, head)])
-    return parser.dataset, _guarded(parser, src, path)
+    outcomes = _guarded(parser, src, path)
+    if parser.options.redact_encryption_context:
+        outcomes = _redact_quarantine_contexts(outcomes)
+    return parser.dataset, outcomes
 
 
 def _guarded(parser: LogParser, src: Source, path: str) -> Iterator[ParseOutcome]:
@@ -81,6 +85,16 @@ def _guarded(parser: LogParser, src: Source, path: str) -> Iterator[ParseOutcome
         src.tally.records += 1
         yield quarantine("read_error", path, src.pos, b"", parser.dataset,
                          f"{err}; every record before it was read, the rest is unreadable")
+
+
+def _redact_quarantine_contexts(outcomes: Iterator[ParseOutcome]) -> Iterator[ParseOutcome]:
+    """`redact_encryption_context: true` holds for quarantine excerpts too (raw bytes)."""
+    for o in outcomes:
+        if isinstance(o, Quarantined):
+            yield Quarantined(o.reason, o.path, o.offset, redact_context_text(o.excerpt),
+                              o.dataset, o.detail and redact_context_text(o.detail))
+        else:
+            yield o
 
 
 def parse_bytes(

@@ -66,6 +66,7 @@ from parsers.base import (
     LogParser,
     ParseOutcome,
     Skipped,
+    per_record,
     quarantine,
     register,
     stable_id,
@@ -261,6 +262,7 @@ class _BlockInterpreter:
             getattr(parser.options, "cloudhsm_cluster", DEFAULT_IDENTITY) or DEFAULT_IDENTITY
         )
 
+    @per_record(DATASET)
     def outcome(
         self,
         lines: list[str],
@@ -460,6 +462,7 @@ class _BlockInterpreter:
         )
 
 
+@per_record(DATASET)
 def _certstore_outcome(
     parser: LogParser,
     record: Any,

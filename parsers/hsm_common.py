@@ -29,7 +29,7 @@ from parsers.framing import (
     tally_of,
 )
 from parsers.netaddr import clean_ip
-from parsers.timeutil import BadTimestamp, format_ms, normalize_iso
+from parsers.timeutil import MAX_YEAR, MIN_YEAR, BadTimestamp, format_ms, normalize_iso
 
 # This family's vendor leftovers (defined with every other field in schema.EXTRA_FIELDS).
 EXTRA_FIELDS: Final[dict[str, tuple[str, str]]] = {
@@ -50,13 +50,19 @@ def month_number(name: str) -> int | None:
 
 @lru_cache(maxsize=65536)
 def _second_prefix(seconds: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    try:
+        t = time.gmtime(seconds)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise BadTimestamp(str(seconds)) from exc
+    if not MIN_YEAR <= t.tm_year <= MAX_YEAR:
+        raise BadTimestamp(str(seconds))
+    return time.strftime("%Y-%m-%dT%H:%M:%S", t)
 
 
 def epoch_ms_iso(ms: float) -> str:
     """Epoch milliseconds -> 'YYYY-MM-DDTHH:MM:SS.mmmZ' (exact, cached per second).
 
-    Raises ValueError / OverflowError / OSError for values time.gmtime cannot represent.
+    Raises BadTimestamp for values outside timeutil's year range.
     """
     seconds, milli = divmod(int(ms), 1000)
     return f"{_second_prefix(seconds)}.{milli:03d}Z"
@@ -77,10 +83,10 @@ def hms_to_iso(year: int, month: int, day: int, hms: str) -> str:
         raise BadTimestamp(hms)
     try:
         dt = datetime(year, month, day, int(parts[0]), int(parts[1]), int(parts[2]), tzinfo=UTC)
-    except ValueError as exc:
+        if frac:
+            dt = dt.replace(microsecond=int(frac[:6].ljust(6, "0")))
+    except (ValueError, OverflowError) as exc:  # OverflowError: a 20-digit day or year
         raise BadTimestamp(hms) from exc
-    if frac:
-        dt = dt.replace(microsecond=int(frac[:6].ljust(6, "0")))
     return format_ms(dt)
 
 
@@ -156,7 +162,11 @@ def _split_program(rest: str, out: SyslogLine) -> bool:
 
 
 def parse_syslog(line: str) -> SyslogLine | None:
-    """Split a syslog line; None when it does not start with a syslog header."""
+    """Split a syslog line; None when it does not start with a syslog header.
+
+    Raises BadTimestamp when the header is there but its date is not a date (a spoofed
+    `2025 Jan 99999999999999999999 ...`): the caller quarantines it as `bad_timestamp`.
+    """
     s = line.lstrip()
     out = SyslogLine()
     if s.startswith("<"):
@@ -168,10 +178,7 @@ def parse_syslog(line: str) -> SyslogLine | None:
             f = s.split(" ", 6)
             if len(f) < 6:
                 return None
-            try:
-                out.timestamp = normalize_iso(f[1])
-            except BadTimestamp:
-                return None
+            out.timestamp = normalize_iso(f[1])  # BadTimestamp: a header with a bad date
             out.host, out.program = f[2], f[3]
             msg = f[6] if len(f) == 7 else ""
             if msg.startswith("["):  # structured data: skip up to the closing ']'
@@ -190,10 +197,7 @@ def parse_syslog(line: str) -> SyslogLine | None:
         month = month_number(tok[1])
         if month is None or not tok[2].isdigit():
             return None
-        try:
-            out.timestamp = hms_to_iso(int(tok[0]), month, int(tok[2]), tok[3])
-        except BadTimestamp:
-            return None
+        out.timestamp = hms_to_iso(int(tok[0]), month, int(tok[2]), tok[3])
         rest_tok = tok[4].split(None, 3)
         if len(rest_tok) < 2:
             return None

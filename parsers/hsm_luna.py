@@ -58,7 +58,15 @@ from typing import IO, Any, Final
 
 import orjson
 
-from parsers.base import LogParser, ParseOutcome, Skipped, quarantine, register, stable_id
+from parsers.base import (
+    LogParser,
+    ParseOutcome,
+    Skipped,
+    per_record,
+    quarantine,
+    register,
+    stable_id,
+)
 from parsers.framing import OVERLONG, iter_lines, too_long
 from parsers.hsm_common import (
     address_ip,
@@ -399,9 +407,14 @@ class LunaSyslogParser(LogParser):
                 continue
             yield self._line(raw, path, offset)
 
+    @per_record(DATASET)
     def _line(self, raw: bytes, path: str, offset: int) -> ParseOutcome:
         line = raw.decode("utf-8", "replace")
-        sl = parse_syslog(line)
+        try:
+            sl = parse_syslog(line)
+        except BadTimestamp as exc:
+            return quarantine("bad_timestamp", path, offset, raw, DATASET,
+                              f"unreadable syslog header time {str(exc)[:80]!r}")
         if sl is None:
             if _is_audit_text(line):
                 return self._audit(
@@ -764,6 +777,7 @@ class LunaCloudAuditParser(LogParser):
                 continue
             yield self._record(record, raw, path, offset)
 
+    @per_record(DATASET)
     def _record(self, record: Any, raw: bytes | None, path: str, offset: int) -> ParseOutcome:
         if not isinstance(record, dict):
             return quarantine(

@@ -49,7 +49,15 @@ from typing import IO, Any, Final
 
 import orjson
 
-from parsers.base import LogParser, ParseOutcome, Skipped, quarantine, register, stable_id
+from parsers.base import (
+    LogParser,
+    ParseOutcome,
+    Skipped,
+    per_record,
+    quarantine,
+    register,
+    stable_id,
+)
 from parsers.framing import OVERLONG, iter_lines, too_long
 from parsers.hsm_common import (
     epoch_ms_iso,
@@ -325,6 +333,7 @@ class NShieldCefParser(LogParser):
                 continue
             yield self._line(raw, path, offset)
 
+    @per_record(DATASET)
     def _line(self, raw: bytes, path: str, offset: int) -> ParseOutcome:
         line = raw.decode("utf-8", "replace")
         at = line.find("CEF:")
@@ -425,6 +434,7 @@ class NShieldAuditJsonParser(LogParser):
                 continue
             yield self._record(record, raw, path, offset)
 
+    @per_record(DATASET)
     def _record(self, r: Any, raw: bytes | None, path: str, offset: int) -> ParseOutcome:
         if not isinstance(r, dict):
             return quarantine(

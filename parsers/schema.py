@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from parsers.scrub import scrub_text
+
 Outcome = Literal["success", "failure", "unknown"]
 
 # One vocabulary across vendors (DESIGN.md section 2).
@@ -543,6 +545,8 @@ def new_event(
     d["type"] = list(ECS_TYPE.get(operation, _INFO))
     if "extra" not in d or d["extra"] is None:
         d["extra"] = {}
+    if d.get("original"):  # event.original is stored like any field: secrets scrubbed
+        d["original"] = scrub_text(d["original"])
     return ev
 
 

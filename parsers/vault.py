@@ -21,8 +21,9 @@ the request's `time`; `log.offset` = the response's byte offset, the request's o
 emitted just before that event, when the pair completes. A response whose request was not
 seen is an event on its own. A request never answered by the end of the file becomes an
 event with outcome `unknown` (`failure` if the request record itself carries an `error`).
-Pending requests are kept in a table bounded by `MAX_PENDING` entries; on overflow the
-oldest is flushed as an unanswered-request event, so memory stays bounded and the output
+Pending requests are kept in a table bounded by `MAX_PENDING` entries and by
+`MAX_PENDING_BYTES` raw bytes (see there); on overflow the oldest is flushed as an
+unanswered-request event, so memory stays bounded and the output
 order depends only on the input order. Records without `request.id` (the Elastic KMIP
 examples, `help` requests) are paired on a hash of their canonical `request` block.
 Requests routed to a skip reason are skipped at once and never wait in the table.
@@ -102,6 +103,7 @@ from parsers.base import (
     Skipped,
     json_error,
     quarantine,
+    record_failure,
     register,
     stable_id,
 )
@@ -109,10 +111,18 @@ from parsers.framing import OVERLONG, iter_lines, too_long
 from parsers.native import NATIVE
 from parsers.netaddr import clean_ip
 from parsers.schema import KeyEvent, new_event
+from parsers.scrub import scrub_vault_path
 from parsers.timeutil import BadTimestamp, normalize_iso
 
 DATASET: Final[str] = "hashicorp_vault.audit"
 MAX_PENDING: Final[int] = 10_000
+# The pending table is bounded by bytes too: requests longer than LARGE_REQUEST_BYTES are
+# kept as raw bytes only (re-parsed when answered, as the fast path does for all) and,
+# whenever one arrives, the oldest requests are flushed as unanswered until the table's
+# raw bytes fit MAX_PENDING_BYTES. The fast path hands such requests to Python. Smaller
+# requests are bounded by MAX_PENDING x LARGE_REQUEST_BYTES (160 MiB) in the worst case.
+MAX_PENDING_BYTES: Final[int] = 64 << 20
+LARGE_REQUEST_BYTES: Final[int] = 16 << 10
 
 # This family's vendor leftovers (defined with every other field in schema.EXTRA_FIELDS).
 EXTRA_FIELDS: Final[dict[str, tuple[str, str]]] = {
@@ -740,7 +750,7 @@ class _Plan(NamedTuple):
 def _plan(path: str, op: str, mount_point: str | None, mount_type: str | None) -> _Plan:
     r = route(path, op, mount_point, mount_type)
     extra: dict[str, Any] = {
-        "hashicorp_vault.path": path,
+        "hashicorp_vault.path": scrub_vault_path(path),  # raw tokens in token-in-URL paths
         "hashicorp_vault.operation": op,
         "hashicorp_vault.endpoint": r.endpoint,
     }
@@ -875,7 +885,17 @@ class VaultAuditParser(LogParser):
         out: list[ParseOutcome],
     ) -> None:
         """Append the outcomes this record completes to `out` (a list, not a generator:
-        one generator per record costs more than the rest of a skipped record)."""
+        one generator per record costs more than the rest of a skipped record). A record
+        whose parsing raises is quarantined (record_failure); the file goes on."""
+        try:
+            self._parse_record(offset, line, path, pending, out)
+        except Exception as exc:
+            out.append(record_failure(exc, path, offset, line, DATASET))
+
+    def _parse_record(
+        self, offset: int, line: bytes, path: str, pending: dict[str, _Pending],
+        out: list[ParseOutcome],
+    ) -> None:
         if line.startswith(OVERLONG):
             out.append(too_long(path, offset, line, DATASET, self.options.max_line_bytes))
             return
@@ -921,6 +941,10 @@ class VaultAuditParser(LogParser):
             if len(pending) >= MAX_PENDING:
                 oldest = next(iter(pending))
                 out.append(self._unanswered(pending.pop(oldest), path))
+            if len(body) > LARGE_REQUEST_BYTES:
+                self._make_room(pending, len(body), path, out)
+                pending[pkey] = _Pending(offset, None, checked, body, host, plan)
+                return
             pending[pkey] = _Pending(offset, rec, checked, body, host, plan)
             return
         req_p = pending.pop(pkey, None)
@@ -968,6 +992,16 @@ class VaultAuditParser(LogParser):
             return "sha:" + stable_id(orjson.dumps(req, option=orjson.OPT_SORT_KEYS))
         except (TypeError, orjson.JSONEncodeError):
             return "sha:" + stable_id(repr(req))
+
+    def _make_room(self, pending: dict[str, _Pending], size: int, path: str,
+                   out: list[ParseOutcome]) -> None:
+        """Flush the oldest requests as unanswered until `size` more raw bytes fit in
+        MAX_PENDING_BYTES (recounted here: both paths add and pair entries)."""
+        held = sum(len(p.raw) for p in pending.values())
+        while pending and held + size > MAX_PENDING_BYTES:
+            p = pending.pop(next(iter(pending)))
+            held -= len(p.raw)
+            out.append(self._unanswered(p, path))
 
     # -----------------------------------------------------------------------------------
     def _unanswered(self, p: _Pending, path: str) -> KeyEvent:
@@ -1256,7 +1290,8 @@ class VaultAuditParser(LogParser):
 _NATIVE_STREAM: Any = getattr(NATIVE, "VaultStream", None)
 _NATIVE_MAX_PENDING = MAX_PENDING
 if _NATIVE_STREAM is not None:
-    NATIVE.vault_init(_plan, Skipped, _Pending, MAX_PENDING)  # type: ignore[union-attr]
+    NATIVE.vault_init(_plan, Skipped, _Pending, MAX_PENDING,  # type: ignore[union-attr]
+                      LARGE_REQUEST_BYTES)
 
 
 __all__ = ["DATASET", "EXTRA_FIELDS", "MAX_PENDING", "Route", "VaultAuditParser",

@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import orjson
 
 from parsers.base import KeytrailError
+from parsers.escaping import json_line, terminal, terminal_text
 
 EXIT_USAGE = 2
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         summary["sink"] = delivered
         write_json(Path(args.out) / "run_summary.json", summary)
     if not args.quiet:
-        print(render_summary(summary, args.out))
+        print(terminal_text(render_summary(summary, args.out)))
     return 0
 
 
@@ -117,17 +118,18 @@ def cmd_parse(args: argparse.Namespace, extra: list[str]) -> int:
                 if isinstance(o, KeyEvent):
                     counts["events"] += 1
                     if args.json:
-                        out.write(orjson.dumps(o.to_flat()).decode() + "\n")
+                        out.write(json_line(o.to_flat()))
                     elif not args.summary_only:
-                        out.write(f"{o.timestamp}  {o.dataset:<22} {o.action:<28} "
-                                  f"{o.outcome:<8} {o.operation:<18} {o.key_uid or '-'}  "
-                                  f"{o.user_id or '-'}\n")
+                        out.write(f"{terminal(o.timestamp)}  {terminal(o.dataset):<22} "
+                                  f"{terminal(o.action):<28} {terminal(o.outcome):<8} "
+                                  f"{terminal(o.operation):<18} {terminal(o.key_uid or '-')}  "
+                                  f"{terminal(o.user_id or '-')}\n")
                 elif isinstance(o, Skipped):
                     skipped[o.reason] += 1
                 elif isinstance(o, Quarantined):
                     quar[o.reason] += 1
                     if args.json:
-                        out.write(orjson.dumps({"quarantined": o.to_dict()}).decode() + "\n")
+                        out.write(json_line({"quarantined": o.to_dict()}))
         n = tally.records
         out_n = counts["events"] + sum(skipped.values()) + sum(quar.values())
         rows.append({"path": f.uri, "dataset": dataset, "records_in": n,
@@ -136,12 +138,12 @@ def cmd_parse(args: argparse.Namespace, extra: list[str]) -> int:
                      "quarantined": dict(sorted(quar.items()))})
     err = sys.stderr
     if args.json:
-        err.write(orjson.dumps({"files": rows}).decode() + "\n")
+        err.write(json_line({"files": rows}))
     else:
         err.write(f"{'file':<60} {'dataset':<22} {'in':>7} {'events':>7} {'skip':>6} "
                   f"{'quar':>6}\n")
         for r in rows:
-            err.write(f"{r['path'][-60:]:<60} {r['dataset'] or 'unrecognized':<22} "
+            err.write(f"{terminal(r['path'])[-60:]:<60} {r['dataset'] or 'unrecognized':<22} "
                       f"{r['records_in']:>7} {r['events']:>7} {sum(r['skipped'].values()):>6} "
                       f"{sum(r['quarantined'].values()):>6}"
                       f"{'' if r['accounting_ok'] else '  ACCOUNTING MISMATCH'}\n")
@@ -202,13 +204,14 @@ def cmd_alerts(args: argparse.Namespace, extra: list[str]) -> int:
         rows = [a for a in rows if a["rule.id"] == args.rule]
     if args.json:
         for a in rows:
-            sys.stdout.write(orjson.dumps(a).decode() + "\n")
+            sys.stdout.write(json_line(a))
         return 0
     for a in rows:
-        sys.stdout.write(f"{a['keytrail.alert.severity']:<8} {a['rule.id']:<36} "
-                         f"{a['keytrail.alert.first_seen']}  x{a['keytrail.alert.event_count']:<5} "
-                         f"{a.get('keytrail.key.uid') or a.get('user.id') or '-'}\n"
-                         f"         {a['keytrail.alert.explanation']}\n")
+        t = {k: terminal(v) for k, v in a.items()}
+        sys.stdout.write(f"{t['keytrail.alert.severity']:<8} {t['rule.id']:<36} "
+                         f"{t['keytrail.alert.first_seen']}  x{t['keytrail.alert.event_count']:<5} "
+                         f"{t.get('keytrail.key.uid') or t.get('user.id') or '-'}\n"
+                         f"         {t['keytrail.alert.explanation']}\n")
     return 0
 
 
@@ -216,16 +219,16 @@ def cmd_detectors(args: argparse.Namespace, extra: list[str]) -> int:
     from detectors import cli_support
 
     if args.action == "list":
-        sys.stdout.write(cli_support.list_table())
+        sys.stdout.write(terminal_text(cli_support.list_table()))
         return 0
     if args.action == "show":
         if not args.id:
             raise KeytrailError("keytrail detectors show needs a detector ID "
                                 "(see 'keytrail detectors list')")
-        sys.stdout.write(cli_support.show(args.id))
+        sys.stdout.write(terminal_text(cli_support.show(args.id)))
         return 0
     ok, report = cli_support.run_cases(args.id)
-    sys.stdout.write(report)
+    sys.stdout.write(terminal_text(report))
     return 0 if ok else 1
 
 
@@ -358,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handlers[args.command](args, extra)
     except KeytrailError as exc:
-        print(f"keytrail: {exc}", file=sys.stderr)
+        print(f"keytrail: {terminal(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("keytrail: interrupted", file=sys.stderr)

@@ -13,7 +13,7 @@ from typing import Any, Final
 import yaml
 
 from detectors.inventory import DEFAULT_POLICIES, CryptoperiodPolicy
-from parsers.base import MAX_DOCUMENT_BYTES, MAX_LINE_BYTES, KeytrailError, ParseOptions
+from parsers.base import KeytrailError, ParseOptions
 from parsers.timeutil import BadTimestamp, normalize_iso
 
 TOP_LEVEL: Final[tuple[str, ...]] = (

@@ -11,7 +11,6 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
-from xml.sax.saxutils import escape as xml_escape
 
 from dashboards.report import render_report
 from detectors.base import (
@@ -31,6 +30,7 @@ from detectors.graph import (
     resource_record,
 )
 from detectors.inventory import KeyAccumulator, build_inventory_record
+from parsers.escaping import xml_text
 from pipelines.config import KeytrailConfig
 from pipelines.outdir import atomic_file, atomic_write, remove_owned
 from pipelines.process import QUARANTINE_DIR, QUARANTINE_SHARD, Detection
@@ -152,12 +152,10 @@ def graphml(edges: list[dict[str, Any]], resources: list[dict[str, Any]]) -> str
            '<key id="failures" for="edge" attr.name="failures" attr.type="long"/>',
            '<graph id="keytrail-usage" edgedefault="directed">']
     for n in sorted(nodes):
-        out.append(f'<node id="{xml_escape(n, {chr(34): "&quot;"})}"><data key="kind">'
-                   f'{nodes[n]}</data></node>')
+        out.append(f'<node id="{xml_text(n)}"><data key="kind">{nodes[n]}</data></node>')
     for (src, dst, op), (count, fails) in sorted(agg.items()):
-        q = {chr(34): "&quot;"}
-        out.append(f'<edge source="{xml_escape(src, q)}" target="{xml_escape(dst, q)}">'
-                   f'<data key="op">{xml_escape(op)}</data><data key="count">{count}</data>'
+        out.append(f'<edge source="{xml_text(src)}" target="{xml_text(dst)}">'
+                   f'<data key="op">{xml_text(op)}</data><data key="count">{count}</data>'
                    f'<data key="failures">{fails}</data></edge>')
     out.append("</graph></graphml>")
     return "\n".join(out) + "\n"

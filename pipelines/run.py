@@ -31,6 +31,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from pipelines.config import KeytrailConfig
 from pipelines.detection import load_detection
 from pipelines.finalize import finalize_state, merge_quarantine, write_local_store
+from pipelines.loopback import bind_beam_services_to_loopback
 from pipelines.outdir import claim_out_dir, ensure_dir, remove_owned
 from pipelines.process import (
     EVENT_SHARD,
@@ -163,8 +164,11 @@ def make_pipeline(beam_args: list[str], n_files: int = 1) -> Pipeline:
 
     With several input files the in-process runner uses one SDK worker process per core
     (at most 2 by default; --direct_num_workers overrides): local subprocesses of this
-    Python, never a downloaded runner binary.
+    Python, never a downloaded runner binary. Every gRPC service Beam starts in this
+    process (worker control/data/state/logging, the LOOPBACK worker pool of Flink runs)
+    binds 127.0.0.1 only (pipelines/loopback.py).
     """
+    bind_beam_services_to_loopback()
     if any(a.startswith("--runner") for a in beam_args):
         return Pipeline(options=PipelineOptions(beam_args))
     from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from parsers.escaping import json_bytes
 from parsers.schema import FIELDS, KeyEvent
 from pipelines.outdir import AtomicFile, atomic_file, atomic_write
 
@@ -54,7 +55,7 @@ def write_json(path: Path, obj: Any) -> None:
 
 def write_ndjson(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     atomic_write(path, b"".join(
-        orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in rows))
+        json_bytes(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in rows))
 
 
 class EventShardWriter:

@@ -25,6 +25,7 @@ from typing import Any, Final, Protocol
 import orjson
 
 from parsers.base import KeytrailError
+from parsers.escaping import terminal
 from parsers.timeutil import to_epoch_ms
 from pipelines.config import KeytrailConfig
 from pipelines.detection import load_detection
@@ -332,7 +333,7 @@ class Watcher:
         while not self._stop:
             m = self.cycle()
             if not self.quiet and (m.units_processed or once):
-                print(m.line(), file=sys.stderr, flush=True)
+                print(terminal(m.line()), file=sys.stderr, flush=True)
             if once:
                 return
             deadline = time.monotonic() + self.interval

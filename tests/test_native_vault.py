@@ -267,7 +267,8 @@ def test_request_error_and_audit_test() -> None:
 def test_table_overflow() -> None:
     saved = vault.MAX_PENDING
     vault.MAX_PENDING = vault._NATIVE_MAX_PENDING = 3  # type: ignore[misc]
-    native.NATIVE.vault_init(vault._plan, Skipped, vault._Pending, 3)  # type: ignore[union-attr]
+    native.NATIVE.vault_init(vault._plan, Skipped, vault._Pending, 3,  # type: ignore[union-attr]
+                             vault.LARGE_REQUEST_BYTES)
     try:
         reqs, resps = [], []
         for i in range(8):
@@ -279,7 +280,7 @@ def test_table_overflow() -> None:
     finally:
         vault.MAX_PENDING = vault._NATIVE_MAX_PENDING = saved  # type: ignore[misc]
         native.NATIVE.vault_init(  # type: ignore[union-attr]
-            vault._plan, Skipped, vault._Pending, saved)
+            vault._plan, Skipped, vault._Pending, saved, vault.LARGE_REQUEST_BYTES)
 
 
 @pytest.mark.parametrize("options", [
@@ -502,3 +503,17 @@ def test_ip_addresses_agree(ip: Any, form: int, port: int) -> None:
 def test_odd_addresses_agree(value: str) -> None:
     req, resp = pair("transit/encrypt/k1", rid="ip", remote_address=value)
     check(lines(req, resp))
+
+
+def test_large_requests_and_the_byte_bound_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vault, "MAX_PENDING_BYTES", 150_000)
+    big = {"plaintext": "B" * (vault.LARGE_REQUEST_BYTES + 10)}
+    recs: list[dict[str, Any] | bytes] = []
+    for i in range(15):
+        q, r = pair(f"transit/encrypt/k{i}", rid=f"id{i}")
+        q["request"]["data"] = big
+        recs.append(q)
+        if i % 3 == 0:
+            recs.append(r)
+    c = check(lines(*recs))
+    assert c.offered > c.taken  # the large requests went to Python

@@ -790,3 +790,22 @@ def test_property_arbitrary_json_lines(values: list[Any]) -> None:
 @given(st.lists(record_like, max_size=6), st.sampled_from([b"", b"<134>1 t h vault - - - "]))
 def test_property_record_shaped_json(values: list[dict[str, Any]], prefix: bytes) -> None:
     _check_accounting(b"\n".join(prefix + orjson.dumps(v) for v in values))
+
+
+def test_pending_table_is_bounded_by_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large unanswered requests are flushed as explicit events once their raw bytes
+    exceed MAX_PENDING_BYTES, long before MAX_PENDING entries (issue 15 item 8)."""
+    monkeypatch.setattr(vault, "MAX_PENDING_BYTES", 200_000)
+    pad = "A" * 50_000  # each request ~50 kB > LARGE_REQUEST_BYTES
+    reqs = [rec("request", f"transit/encrypt/k{i}", rid=f"id{i}", data={"plaintext": pad})
+            for i in range(12)]
+    data = lines(*reqs, rec("response", "transit/encrypt/k11", rid="id11"))
+    outs = parse(data)
+    evs = events(outs)
+    assert len(evs) == 12  # nothing dropped: 11 unanswered + 1 paired
+    first_skip = next(i for i, o in enumerate(outs) if isinstance(o, Skipped))
+    # at most ~4 requests fit in 200 kB: the others were flushed before the response
+    flushed_early = [e for e in outs[:first_skip] if isinstance(e, KeyEvent)]
+    assert len(flushed_early) >= 7
+    assert all(e.outcome == "unknown" for e in flushed_early)
+    assert [e.log_offset for e in flushed_early] == sorted(e.log_offset for e in flushed_early)

@@ -328,3 +328,27 @@ def test_console_capture_catches_errors(tmp_path: Path) -> None:
         p.close()
     assert any("boom" in x for x in problems), problems
     assert any(x.startswith("exception:") for x in problems), problems
+
+
+def test_hostile_corpus_report_runs_no_script(tmp_path: Path) -> None:
+    """The report of a real run over tests/hostile_corpus.py: names shown, nothing runs."""
+    from pipelines.run import run_batch
+    from tests.hostile_corpus import write_corpus
+
+    chromium = find_chromium()
+    out = tmp_path / "out"
+    run_batch([str(write_corpus(tmp_path / "corpus"))], str(out))
+    with tempfile.TemporaryDirectory(prefix="keytrail-chromium-") as user_dir:
+        p = BrowserPage(chromium, Path(user_dir))
+        try:
+            p.open((out / "report.html").as_uri())
+            assert p.js("typeof window.__pwned") == "undefined"
+            text = p.js("document.body.innerText")
+            assert "<script>window.__pwned=1</script>" in text  # shown as text
+            assert "\\u202e" in text  # the override shown as visible text...
+            assert "\u202e" not in text  # ...never applied to the page
+            assert p.js("document.querySelectorAll('script').length") == 1
+            assert not p.problems(), p.problems()
+            assert not [u for u in p.requests() if not u.startswith(("file:", "data:"))]
+        finally:
+            p.close()

@@ -20,6 +20,7 @@ import orjson
 from dashboards.fields import index_name
 from dashboards.generate import generate
 from parsers.base import KeytrailError
+from parsers.scrub import scrub_text
 from pipelines.sinks.dashboards_install import install_saved_objects
 from pipelines.sinks.documents import (
     Action,
@@ -155,24 +156,34 @@ def replay(dlq_path: str | Path, sink: SearchSink) -> dict[str, Any]:
     return report.as_dict()
 
 
+def _read_back(settings: SinkSettings, sink: SearchSink, family: str,
+               sort_field: str) -> list[dict[str, Any]]:
+    """Every document of one index family; an engine error is one clear SinkError."""
+    index = index_name(family, settings.prefix)
+    try:
+        return list(sink.search_all(index, sort_field))
+    except (RetriableError, EngineError) as exc:
+        busy = exc.status == 429 or (exc.status or 0) >= 500
+        hint = ("the engine is overloaded or failing; try again later" if busy else
+                "check --index-prefix and the user's read privilege on the index")
+        status = f"HTTP {exc.status}" if exc.status else "no answer"
+        raise SinkError(f"reading {index} from {sink.engine} at {settings.url} failed "
+                        f"({status}: {scrub_text(exc.reason)[:200]}); {hint}") from None
+    finally:
+        sink.close()
+
+
 def read_inventory(args_or_cfg: Any) -> list[dict[str, Any]]:
     """The inventory as stored in the engine, in the local store's record shape."""
     settings, sink = _open(args_or_cfg)
-    try:
-        docs = sink.search_all(index_name("inventory", settings.prefix), "keytrail.key.uid")
-        return [inventory_record(d) for d in docs]
-    finally:
-        sink.close()
+    return [inventory_record(d) for d in _read_back(settings, sink, "inventory",
+                                                     "keytrail.key.uid")]
 
 
 def read_alerts(args_or_cfg: Any) -> list[dict[str, Any]]:
     """Alerts as stored in the engine (flat ECS names, as in alerts.ndjson), severest first."""
     settings, sink = _open(args_or_cfg)
-    try:
-        rows = [alert_record(d) for d in sink.search_all(
-            index_name("alerts", settings.prefix), "keytrail.alert.id")]
-    finally:
-        sink.close()
+    rows = [alert_record(d) for d in _read_back(settings, sink, "alerts", "keytrail.alert.id")]
     rows.sort(key=lambda a: (SEVERITY_RANK.get(a.get("keytrail.alert.severity") or "", 9),
                              a.get("keytrail.alert.first_seen") or "",
                              a["keytrail.alert.id"]))

@@ -73,6 +73,7 @@ def install_saved_objects(args: argparse.Namespace) -> list[str]:
     ns = argparse.Namespace(**{**vars(args), "sink": "opensearch" if osd else "elasticsearch",
                                "sink_url": url})
     s = resolve(ns)
+    url = s.url  # without any `user:password@` (used for the login, never shown)
     headers = {"osd-xsrf" if osd else "kbn-xsrf": "true"}
     if s.api_key:
         headers["Authorization"] = f"ApiKey {s.api_key}"

@@ -21,6 +21,8 @@ import orjson
 
 from dashboards.fields import FAMILIES
 from parsers.base import KeytrailError
+from parsers.escaping import json_bytes, search_document
+from parsers.scrub import scrub_text
 from pipelines.outdir import append_file
 from pipelines.sinks.documents import Action
 
@@ -117,8 +119,9 @@ class DeadLetterFile:
     def write(self, action: Action, error: str, status: int | None, attempts: int) -> None:
         if self._fh is None:
             self._fh = append_file(self.path)
-        entry = {**action.to_dict(), "error": error, "status": status, "attempts": attempts}
-        self._fh.write(orjson.dumps(entry, option=orjson.OPT_SORT_KEYS) + b"\n")
+        entry = {**action.to_dict(), "error": scrub_text(error), "status": status,
+                 "attempts": attempts}
+        self._fh.write(json_bytes(entry, option=orjson.OPT_SORT_KEYS) + b"\n")
         self._fh.flush()
 
     def close(self) -> None:
@@ -151,7 +154,7 @@ def _batches(actions: Iterable[Action], max_docs: int, max_bytes: int
     for a in actions:
         lines = orjson.dumps(a.header()) + b"\n"
         if a.op != "delete":
-            lines += orjson.dumps(a.body()) + b"\n"
+            lines += search_document(a.body()) + b"\n"
         if batch and (len(batch) >= max_docs or size + len(lines) > max_bytes):
             yield batch
             batch, size = [], 0

@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import yaml
 
@@ -64,6 +65,21 @@ def sink_options(parser: argparse.ArgumentParser, *, with_local: bool = True) ->
                    "(keep it mode 0600)")
     g.add_argument("--index-prefix", help=f"index name prefix (default: {DEFAULT_PREFIX})")
     g.add_argument("--dead-letter", help="dead-letter file (default: <out>/dead_letter.ndjson)")
+
+
+def split_url_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """(url without `user:password@`, user, password): credentials typed into a URL are
+    used, but the URL kept for messages and logs never carries them."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url, None, None
+    if "@" not in parts.netloc:
+        return url, None, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, sep, password = userinfo.partition(":")
+    clean = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return clean, unquote(user) or None, unquote(password) if sep else None
 
 
 def _read_credentials(path: str) -> dict[str, str]:
@@ -132,11 +148,14 @@ def resolve(args_or_cfg: Any) -> SinkSettings:
     if not url:
         raise KeytrailError(f"--sink {kind} needs --sink-url (or sink.url in the config), e.g. "
                             "--sink-url https://localhost:9200")
-    url = str(url).rstrip("/")
+    url, url_user, url_password = split_url_credentials(str(url).rstrip("/"))
     if not url.startswith(("http://", "https://")):
         raise KeytrailError(f"--sink-url {url!r} must start with https:// (or http:// for a "
                             "local test engine)")
-    s.url = url
+    if url_password is not None:
+        print(f"keytrail: warning: a password in --sink-url is visible to other users in the "
+              f"process list; use {ENV_PASSWORD} or --credentials-file", file=sys.stderr)
+    s.url = url  # never with credentials: every message and log may show it
     s.ca_certs = merged.get("ca_certs")
     if s.ca_certs and not Path(s.ca_certs).is_file():
         raise KeytrailError(f"--ca-certs {s.ca_certs} not found; pass a PEM CA bundle")
@@ -151,8 +170,8 @@ def resolve(args_or_cfg: Any) -> SinkSettings:
     creds: dict[str, str] = {}
     if merged.get("credentials_file"):
         creds = _read_credentials(str(merged["credentials_file"]))
-    s.user = merged.get("user") or creds.get("user") or creds.get("username")
-    s.password = os.environ.get(ENV_PASSWORD) or creds.get("password")
+    s.user = merged.get("user") or creds.get("user") or creds.get("username") or url_user
+    s.password = os.environ.get(ENV_PASSWORD) or creds.get("password") or url_password
     s.api_key = os.environ.get(ENV_API_KEY) or creds.get("api_key")
     if s.user and not s.password and not s.api_key:
         raise KeytrailError(f"--sink-user {s.user} needs a password: set {ENV_PASSWORD} or "

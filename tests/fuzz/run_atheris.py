@@ -25,11 +25,7 @@ SEED_BYTES = 64 * 1024
 # -> (traceback text that identifies it, where it is fixed). They are left out of the seed
 # corpus (else every run stops at them) and tests/test_fuzz.py reports them as xfail, not
 # hidden. Remove an entry once its fix is in.
-OPEN_FINDINGS: dict[str, tuple[str, str]] = {
-    "hsm-luna-overflowing-minute.bin": (
-        "OverflowError: Python int too large to convert to C long",
-        "issue 15 item 2: oversized HSM syslog date fields (parsers/hsm_common.py)"),
-}
+OPEN_FINDINGS: dict[str, tuple[str, str]] = {}
 
 
 def build_corpus(dest: Path) -> int:

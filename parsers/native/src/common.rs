@@ -134,8 +134,9 @@ fn days_in_month(y: i64, m: u32) -> u32 {
 }
 
 /// parsers.timeutil.normalize_iso for 'YYYY-MM-DD[T ]HH:MM:SS[.frac](Z|+HH:MM|...)'.
-/// Only the exact-UTC forms are handled here; anything with an offset or odd spacing
-/// falls back to Python.
+/// Only the exact-UTC forms are handled here; anything with an offset or odd spacing,
+/// or a year outside timeutil's [MIN_YEAR, MAX_YEAR] (Python quarantines it as
+/// bad_timestamp), falls back to Python.
 pub fn normalize_iso(v: &str) -> Fb<String> {
     let b = v.as_bytes();
     let n = b.len();
@@ -151,7 +152,7 @@ pub fn normalize_iso(v: &str) -> Fb<String> {
     let mi = digits(&b[14..16]).ok_or(Fallback)?;
     let s = digits(&b[17..19]).ok_or(Fallback)?;
     if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y as i64, mo) || h > 23 || mi > 59
-        || s > 59 || y < 1
+        || s > 59 || !(1970..=8999).contains(&y)
     {
         return Err(Fallback);
     }

@@ -1189,6 +1189,9 @@ fn parse_object_uri_uncached(py: Python<'_>, uri: &str) -> Fb<Option<Arc<ObjRef>
         Some(i) => (&rest[..i], &rest[i + 1..]),
         None => (rest, ""),
     };
+    if host.contains('@') {
+        return Err(Fallback); // userinfo: Python drops it from the uid
+    }
     let host = host.to_ascii_lowercase();
     if host.is_empty() {
         return Ok(None);
@@ -2135,6 +2138,34 @@ fn arm_operation(op: &str) -> Fb<(&'static str, Option<&'static str>)> {
 
 /// AzureKeyVaultParser._emit -> the event's attribute dict, complete but for `event_id`,
 /// and the bytes stable_id hashes for it (the vendor event id, else the record).
+/// A requestUri that parsers.scrub.scrub_uri leaves unchanged, conservatively: no
+/// userinfo ('@'), no fragment, no '.' in the path (token-shaped segments), and only
+/// `api-version` query parameters. Anything else goes back to Python, which scrubs it
+/// (one rule, in scrub.py; this is only the subset the fast path may keep verbatim).
+fn request_uri_is_clean(uri: &str) -> bool {
+    if uri.contains('@') || uri.contains('#') {
+        return false;
+    }
+    let (base, query) = match uri.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (uri, None),
+    };
+    let path = match base.split_once("://") {
+        Some((_, rest)) => rest.split_once('/').map(|(_, p)| p).unwrap_or(""),
+        None => base,
+    };
+    if path.contains('.') {
+        return false;
+    }
+    match query {
+        None => true,
+        Some(q) => q.split('&').all(|pair| {
+            let name = pair.split_once('=').map(|(n, _)| n).unwrap_or(pair);
+            name.eq_ignore_ascii_case("api-version")
+        }),
+    }
+}
+
 fn emit<'py>(
     py: Python<'py>,
     t: &Tape<'_>,
@@ -2239,6 +2270,9 @@ fn emit<'py>(
         extra.set_item(intern!(py, "azure.keyvault.duration_ms"), d)?;
     }
     if let Some(s) = &e.request_uri {
+        if !request_uri_is_clean(s) {
+            return Err(Fallback); // parsers/scrub.py scrub_uri redacts it in Python
+        }
         extra.set_item(intern!(py, "azure.keyvault.request_uri"), cached_str(py, s))?;
     }
     if let Some(v) = ka.enabled {

@@ -574,6 +574,8 @@ struct VCtx {
     plan_fn: Py<PyAny>,
     pending_cls: Py<PyAny>,
     max_pending: usize,
+    /// Requests longer than this go to Python, which keeps the table's byte bound.
+    large_request: usize,
     /// `object.__new__` and its argument tuples `(Skipped,)`, `(KeyEvent,)`.
     object_new: Py<PyAny>,
     skipped_args: Py<PyTuple>,
@@ -589,6 +591,7 @@ fn vault_init(
     skipped: Bound<'_, PyAny>,
     pending_cls: Bound<'_, PyAny>,
     max_pending: usize,
+    large_request: usize,
 ) -> PyResult<()> {
     let builtins = py.import("builtins")?;
     let object_new = builtins.getattr("object")?.getattr("__new__")?;
@@ -608,6 +611,7 @@ fn vault_init(
         plan_fn: plan_fn.unbind(),
         pending_cls: pending_cls.unbind(),
         max_pending,
+        large_request,
         object_new: object_new.unbind(),
         skipped_args: PyTuple::new(py, [skipped])?.unbind(),
         key_event_args: PyTuple::new(py, [common.key_event.bind(py)])?.unbind(),
@@ -1163,7 +1167,9 @@ fn record<'py>(
     let rec_err = doc.js(doc.get(root, "error"));
 
     if !is_response {
-        if pending.contains(&pkey)? || pending.len() >= ctx.max_pending {
+        if pending.contains(&pkey)? || pending.len() >= ctx.max_pending
+            || b.len() > ctx.large_request
+        {
             return Err(Fallback);
         }
         let p = new_pending(
