@@ -223,7 +223,7 @@ def scan_inputs(inputs: list[str]) -> tuple[list[InputFile], list[dict[str, str]
             continue
         p = Path(item)
         if p.is_dir():
-            files, skip = scan_local_dir(item)
+            files, skip = scan_local_dir(str(p))  # Path-normalised, as rglob named files
             skipped.extend(skip)
             for path, real in files:
                 found[path] = InputFile(path, os.stat(real).st_size)
