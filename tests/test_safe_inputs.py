@@ -154,3 +154,4 @@ def test_directory_paths_are_named_as_before(tree: tuple[Path, Path],
     monkeypatch.chdir(tmp)
     for spelling in ("logs", "logs/", "./logs"):
         assert [f.uri for f in scan_inputs([spelling])[0]] == ["logs/a.ndjson"], spelling
+    assert [f.uri for f in scan_inputs(["./logs/a.ndjson"])[0]] == ["logs/a.ndjson"]
