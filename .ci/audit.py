@@ -233,7 +233,8 @@ def cargo_audit(ignores: list[str]) -> int:
             print("audit: cargo: advisory source: cargo audit (RustSec database, online)")
             print(out.strip())
             return r.returncode
-        why = "cannot fetch the RustSec database"
+        why = ("cargo audit not installed" if "no such command" in out
+               else "cargo audit cannot fetch the RustSec database")
     except (FileNotFoundError, subprocess.TimeoutExpired):
         why = "cargo audit not installed"
     snap = json.loads(RUSTSEC.read_text())

@@ -228,16 +228,17 @@ def scan_inputs(inputs: list[str]) -> tuple[list[InputFile], list[dict[str, str]
             continue
         p = Path(item)
         if p.is_dir():
-            files, skip = scan_local_dir(item)
+            files, skip = scan_local_dir(str(p))  # Path-normalised, as rglob named files
             skipped.extend(skip)
             for path, real in files:
                 found[path] = InputFile(path, os.stat(real).st_size)
         elif p.exists() or p.is_symlink():
-            _real, reason = _check_file(item, None)
+            name = str(p)  # Path-normalised, as before
+            _real, reason = _check_file(name, None)
             if reason is not None:
-                skipped.append(_skip(item, reason))
+                skipped.append(_skip(name, reason))
             else:
-                found[item] = InputFile(item, os.stat(item).st_size)
+                found[name] = InputFile(name, os.stat(name).st_size)
         else:
             matches = sorted(glob.glob(item, recursive=True))
             root = _glob_root(item)

@@ -91,7 +91,7 @@ class LocalSource:
         if not p.is_dir():
             raise KeytrailError(f"watch source {self.root} not found: pass an existing "
                                 "directory, file or s3://bucket/prefix")
-        return [path for path, _real in scan_local_dir(self.root)[0]]
+        return [path for path, _real in scan_local_dir(str(p))[0]]
 
     def discover(self, cp: dict[str, Any]) -> list[tuple[InputFile, Callable[[], None]]]:
         files = cp.setdefault("files", {})

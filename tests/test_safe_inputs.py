@@ -145,3 +145,13 @@ def test_parse_cli_reports_and_does_not_print_the_link_target(tree: tuple[Path, 
     assert r.returncode == 0, r.stderr
     assert b"SECRET-HASH" not in r.stdout + r.stderr
     assert b"symlink outside input" in r.stderr
+
+
+def test_directory_paths_are_named_as_before(tree: tuple[Path, Path],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # log.file.path (and so event ids) must not depend on how the directory was spelled
+    tmp, _ = tree
+    monkeypatch.chdir(tmp)
+    for spelling in ("logs", "logs/", "./logs"):
+        assert [f.uri for f in scan_inputs([spelling])[0]] == ["logs/a.ndjson"], spelling
+    assert [f.uri for f in scan_inputs(["./logs/a.ndjson"])[0]] == ["logs/a.ndjson"]
