@@ -387,7 +387,10 @@ class LunaSyslogParser(LogParser):
             text = head.decode("utf-8", "replace")
             for line in text.splitlines()[:2000]:
                 if "lunash" in line or "[HSM] ALM" in line:
-                    sl = parse_syslog(line)
+                    try:
+                        sl = parse_syslog(line)
+                    except BadTimestamp:  # a spoofed first line must not hide the file
+                        continue
                     if sl is not None and (sl.program == "lunash" or "[HSM] ALM" in sl.message):
                         return 90
                 elif (

@@ -49,6 +49,7 @@ def _corpora() -> dict[str, bytes]:
     va_bad = orjson.dumps({**orjson.loads(va[0]), "time": "9999-12-31T23:59:59-01:00"}).decode()
     return {
         "luna.log": "\n".join([luna[0], luna_bad, *luna[1:]]).encode(),
+        "luna-bad-first.log": "\n".join([luna_bad, *luna]).encode(),
         "nshield.ndjson": "\n".join([nsh[0], nsh_bad, *nsh[1:]]).encode(),
         "cloudtrail.ndjson": "\n".join([ct[0], ct_bad, *ct[1:]]).encode(),
         "keyvault.ndjson": "\n".join([kv[0], kv_bad, *kv[1:]]).encode(),
