@@ -286,6 +286,25 @@ def test_id_prefixes_are_the_hex_id_head_or_a_hash() -> None:
     assert got[3] == int(ids[0][:16], 16)
 
 
+def test_parse_counts_a_repeated_event_once_like_run(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.golden_util import REPO
+
+    dup, _ = _small_corpus(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "parse", str(dup), "--json"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr
+    files = json.loads(r.stderr.strip().splitlines()[-1])["files"]
+    assert {f["path"]: f["duplicates"] for f in files} == expected_duplicates(dup)
+    summary = run_batch([str(dup)], str(tmp_path / "out"))
+    assert [(f["records_in"], f["events"], f["duplicates"]) for f in files] == [
+        (f["records_in"], f["events"], f["duplicates"]) for f in summary["files"]]
+    printed = [json.loads(x)["event.id"] for x in r.stdout.splitlines() if '"event.id"' in x]
+    assert len(printed) == len(set(printed)) == summary["totals"]["events"]
+
+
 def _watcher(src: Path, tmp: Path) -> Watcher:
     return Watcher([LocalSource(str(src), settle=0.0)], str(tmp / "out"), str(tmp / "state"),
                    KeytrailConfig(), interval=0.1, quiet=True)
