@@ -193,6 +193,8 @@ def test_summary_reports_dropped_copies_per_file(layouts: dict[str, Any]) -> Non
     for f in dup["files"]:
         assert f["records_in"] == f["events"] + f["duplicates"] + sum(
             f["skipped"].values()) + sum(f["quarantined"].values()), f["path"]
+    # The auditor report says where copies were dropped.
+    assert "duplicates (counted once)" in (layouts["dup_out"] / "report.html").read_text()
     # The store's shards hold no dropped copy: one row per event id.
     ids = [e["event.id"] for e in read_events(layouts["dup_out"])]
     assert len(ids) == len(set(ids)) == dup["totals"]["events"]
