@@ -177,6 +177,12 @@ class KeyAccumulator:
         self.datasets |= other.datasets
         return self
 
+    def repoint(self, ev: KeyEvent) -> None:
+        """Make `ev` (the copy of its event that is kept) the one its history entry
+        points at (pipelines.dedupe, live mode)."""
+        if ev.event_id in self.history:
+            self.history[ev.event_id] = _history_entry(ev)
+
     def retract(self, dup: KeyAccumulator) -> None:
         """Un-count `dup`, a partial of events counted twice (pipelines.dedupe). Only the
         counters are additive; every other field is unchanged by a second copy."""

@@ -15,7 +15,9 @@ a run over the de-duplicated input:
 - The copy kept: the first by (committed before this cycle, `log.file.path`, `log.offset`,
   unit, row), the same copy the key history and alert/bucket evidence point at (they keep
   the smallest provenance per event id). In live mode a copy already committed always
-  wins: committed shards and their ids are never rewritten, which keeps restarts exact.
+  wins: committed shards and their ids are never rewritten, which keeps restarts exact;
+  when a later copy sorts before it, history and evidence are pointed back at the kept
+  copy (`RunState.repoint`), so live equals a batch run without the later copies.
 - The other copies: folded into a partial with the same `FileProcessor.fold` that counted
   them, whose additive counters are subtracted from the run state (`RunState.retract`);
   their rows are removed from the shards; their file's summary moves them from `events`
@@ -65,18 +67,25 @@ def _candidate_prefixes(arrays: list[Any], new: list[bool]) -> Any:
     return repeated
 
 
-def find_duplicates(st: RunState, events_dir: Path) -> dict[str, Any]:
-    """unit id -> sorted shard rows holding a copy of an event kept elsewhere."""
+Rows = dict[str, Any]  # unit id -> sorted shard row numbers (numpy)
+
+
+def _by_unit(units: list[str], unit_idx: Any, rows: Any) -> Rows:
+    return {units[i]: np.sort(rows[unit_idx == i]) for i in np.unique(unit_idx).tolist()}
+
+
+def find_duplicates(st: RunState, events_dir: Path) -> tuple[Rows, Rows]:
+    """(rows holding a copy of an event kept elsewhere, kept rows that are not their
+    event's first copy by (path, offset)), by unit. The second is only ever non-empty in
+    live mode, where a committed copy is kept even when a later one sorts before it."""
     units = sorted(u for u, ids in st.ids.items() if len(ids))
-    if len(units) < 1:
-        return {}
     arrays = [np.asarray(st.ids[u], dtype=np.uint64) for u in units]
     new = [u not in st.committed for u in units]
     if not any(new):
-        return {}
+        return {}, {}
     prefixes = _candidate_prefixes(arrays, new)
     if not len(prefixes):
-        return {}
+        return {}, {}
     parts: list[pa.Table] = []
     for i, (unit, ids) in enumerate(zip(units, arrays, strict=True)):
         rows = np.flatnonzero(np.isin(ids, prefixes))
@@ -105,22 +114,31 @@ def find_duplicates(st: RunState, events_dir: Path) -> dict[str, Any]:
             "row": pa.array(rows.astype(np.int64)),
         }))
     if not parts:
-        return {}
+        return {}, {}
     cand = pa.concat_tables(parts).sort_by([
         ("id", "ascending"), ("tier", "ascending"), ("path", "ascending"),
         ("offset", "ascending"), ("unit", "ascending"), ("row", "ascending")])
     ids_col = cand.column("id").combine_chunks()
     if len(ids_col) < 2:
-        return {}
+        return {}, {}
     # A row is a duplicate when the row sorted before it has the same full id.
     same = pc.equal(ids_col.slice(1), ids_col.slice(0, len(ids_col) - 1)).fill_null(False)
     dup = np.concatenate([[False], np.asarray(same, dtype=bool)])
-    unit_idx = np.asarray(cand.column("unit"))[dup]
-    rows = np.asarray(cand.column("row"))[dup]
-    out: dict[str, Any] = {}
-    for i in np.unique(unit_idx).tolist():
-        out[units[i]] = np.sort(rows[unit_idx == i])
-    return out
+    unit_col = np.asarray(cand.column("unit"))
+    row_col = np.asarray(cand.column("row"))
+    dropped = _by_unit(units, unit_col[dup], row_col[dup])
+    if not st.committed:
+        return dropped, {}
+    # Kept committed copies preceded, by (path, offset), by a dropped new copy.
+    kept_of = np.flatnonzero(~dup)[np.cumsum(~dup) - 1]
+    tier = np.asarray(cand.column("tier"))
+    first = np.flatnonzero(dup & (tier[kept_of] == 0))
+    paths = cand.column("path").to_pylist()
+    offsets = cand.column("offset").to_pylist()
+    late = {int(kept_of[i]) for i in first.tolist()
+            if (paths[i], offsets[i]) < (paths[kept_of[i]], offsets[kept_of[i]])}
+    idx = np.array(sorted(late), dtype=np.int64)
+    return dropped, _by_unit(units, unit_col[idx], row_col[idx])
 
 
 def drop_duplicates(st: RunState, out_dir: Path, processor: FileProcessor) -> int:
@@ -128,7 +146,7 @@ def drop_duplicates(st: RunState, out_dir: Path, processor: FileProcessor) -> in
     many copies were dropped. `processor` must fold events as the run did (same window,
     detectors and gating)."""
     events_dir = out_dir / EVENTS_DIR
-    dropped = find_duplicates(st, events_dir)
+    dropped, repoint = find_duplicates(st, events_dir)
     if not dropped:
         return 0
     dup = FileResult(summary={})
@@ -150,4 +168,14 @@ def drop_duplicates(st: RunState, out_dir: Path, processor: FileProcessor) -> in
         f["duplicates"] = f.get("duplicates", 0) + len(rows)
         total += len(rows)
     st.retract(dup)
+    if repoint:
+        st.repoint(_read_rows(events_dir, repoint), dup)
     return total
+
+
+def _read_rows(events_dir: Path, rows: Rows) -> list[KeyEvent]:
+    out: list[KeyEvent] = []
+    for unit in sorted(rows):
+        table = pq.ParquetFile(shard_path(events_dir, unit)).read().take(pa.array(rows[unit]))
+        out += [KeyEvent.from_flat(r) for r in flat_rows(table)]
+    return out

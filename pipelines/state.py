@@ -21,6 +21,7 @@ import orjson
 from detectors.base import Bucket, Evidence, merge_alerts
 from detectors.graph import EdgeAccumulator, EdgeKey, ResourceAccumulator
 from detectors.inventory import KeyAccumulator
+from parsers.schema import KeyEvent
 from pipelines.process import (
     BucketKey,
     Counts,
@@ -116,6 +117,27 @@ class RunState:
                     self.alerts[aid] = {**a, "keytrail.alert.event_count": n}
                 else:
                     del self.alerts[aid]
+
+    def repoint(self, kept: list[KeyEvent], dup: FileResult) -> None:
+        """Point the history and evidence entries of `kept` events (live mode: committed
+        copies that a dropped later copy precedes by path and offset) at those copies."""
+        by_id = {ev.event_id: ev for ev in kept}
+        for uid in dup.keys:
+            acc = self.keys.get(uid)
+            if acc is not None:
+                for ev in kept:
+                    acc.repoint(ev)
+        for bk in dup.buckets:
+            b = self.buckets.get(bk)
+            if b is not None:
+                b.evidence = [Evidence.of(by_id[e.event_id]) if e.event_id in by_id else e
+                              for e in b.evidence]
+        for aid in dup.alerts:
+            a = self.alerts.get(aid)
+            if a is not None:
+                a["keytrail.alert.evidence"] = [
+                    Evidence.of(by_id[e["event.id"]]).to_dict() if e["event.id"] in by_id
+                    else e for e in a["keytrail.alert.evidence"]]
 
 
 def _key_to_json(a: KeyAccumulator) -> dict[str, Any]:

@@ -209,6 +209,8 @@ def _small_corpus(root: Path) -> tuple[Path, Path]:
         a, b = vault_pair(rng, base + timedelta(seconds=7 * i), i)
         lines += [orjson.dumps(a) + b"\n", orjson.dumps(b) + b"\n"]
     recs = [cloudtrail_record(rng, base + timedelta(seconds=11 * i), i) for i in range(400)]
+    for i in range(0, 400, 10):  # lifecycle calls: key history entries and alerts
+        recs[i]["eventName"] = ("DisableKey", "ScheduleKeyDeletion", "PutKeyPolicy")[i % 3]
     ref, dup = root / "ref", root / "dup"
     for d in (ref, dup):
         d.mkdir()
@@ -340,3 +342,16 @@ def test_watch_drops_a_copy_that_arrives_in_a_later_cycle(tmp_path: Path) -> Non
     assert got["inventory"] == want["inventory"]
     assert got["graph"] == want["graph"]
     assert got["alerts"] == want["alerts"]
+    # A copy that sorts before the committed one arrives last: live mode keeps what it
+    # committed, and history and evidence keep pointing at that stored copy.
+    early = live / "0-early-copy.json"
+    write_ct(early, json.loads((dup / "b-trail.json").read_bytes())["Records"][:120])
+    assert _watcher(live, tmp_path).cycle().events == 0
+    summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
+    assert {Path(f["path"]).name: f["duplicates"] for f in summary["files"]}[
+        "0-early-copy.json"] == 120
+    got = outputs(tmp_path / "out")
+    assert got["events"] == want["events"]
+    assert got["inventory"] == want["inventory"], "history points at a dropped copy"
+    assert got["graph"] == want["graph"]
+    assert got["alerts"] == want["alerts"], "alert evidence points at a dropped copy"
