@@ -267,6 +267,8 @@ def _scope_section(summary: Record, inventory: list[Record], alerts: list[Record
     for f in files[:MAX_FILE_ROWS]:
         reasons = {**{f"skipped: {k}": v for k, v in (f.get("skipped") or {}).items()},
                    **{f"quarantined: {k}": v for k, v in (f.get("quarantined") or {}).items()}}
+        if f.get("duplicates"):
+            reasons["duplicates (counted once)"] = f["duplicates"]
         detail = ", ".join(f"{_e(k)} {_n(v)}" for k, v in sorted(reasons.items()))
         file_rows.append(
             f'<tr><td class="prov">{_e(f.get("path"))}</td><td class="mono">{_e(f.get("dataset"))}'
@@ -279,7 +281,7 @@ def _scope_section(summary: Record, inventory: list[Record], alerts: list[Record
     if files:
         files_html = (
             f'<details class="tl"><summary>Per-file accounting ({len(files):,} files: records in '
-            "= events + skipped + quarantined)</summary>"
+            "= events + duplicates + skipped + quarantined)</summary>"
             + _table([("File", ""), ("Dataset", ""), ("Records in", num), ("Events", num),
                       ("Skipped", num), ("Quarantined", num), ("Reasons", "nosort")],
                      file_rows, scroll=False)

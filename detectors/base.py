@@ -76,6 +76,21 @@ def _evidence_key(e: Evidence) -> tuple[str, str]:
     return (e.timestamp, e.event_id)
 
 
+def _provenance(e: Evidence) -> tuple[str, int]:
+    return (e.log_file_path, e.log_offset)
+
+
+def earliest_evidence(items: Iterable[Evidence], k: int) -> list[Evidence]:
+    """The k earliest distinct events by (time, id). An event delivered more than once
+    points at its first copy by (path, offset), the copy the event store keeps."""
+    best: dict[str, Evidence] = {}
+    for e in items:
+        cur = best.get(e.event_id)
+        if cur is None or _provenance(e) < _provenance(cur):
+            best[e.event_id] = e
+    return sorted(best.values(), key=_evidence_key)[:k]
+
+
 @dataclass
 class Bucket:
     """Mergeable per-(detector, entity, time bucket) signal aggregate."""
@@ -94,23 +109,27 @@ class Bucket:
             self.failures += 1
         self.first_seen = min(self.first_seen, ev.timestamp)
         self.last_seen = max(self.last_seen, ev.timestamp)
-        # Keep the earliest few records, sorted, without re-sorting on every event.
+        # Keep the earliest few distinct events, sorted, without re-sorting on every event.
         evidence = self.evidence
-        if len(evidence) < MAX_BUCKET_EVIDENCE:
-            evidence.append(Evidence.of(ev))
-            evidence.sort(key=_evidence_key)
-        else:
-            worst = evidence[-1]
-            if (ev.timestamp, ev.event_id) < (worst.timestamp, worst.event_id):
-                evidence[-1] = Evidence.of(ev)
+        if len(evidence) < MAX_BUCKET_EVIDENCE or (ev.timestamp, ev.event_id) <= (
+                evidence[-1].timestamp, evidence[-1].event_id):
+            new = Evidence.of(ev)
+            for i, e in enumerate(evidence):
+                if e.event_id == new.event_id:  # the same event delivered twice
+                    if _provenance(new) < _provenance(e):
+                        evidence[i] = new
+                    break
+            else:
+                if len(evidence) >= MAX_BUCKET_EVIDENCE:
+                    evidence.pop()
+                evidence.append(new)
                 evidence.sort(key=_evidence_key)
         for name, v in (values or {}).items():
             if v is not None:
                 add_bounded(self.values.setdefault(name, set()), v, MAX_BUCKET_VALUES)
 
     def _keep_earliest(self, extra: list[Evidence]) -> None:
-        merged = sorted({*self.evidence, *extra}, key=_evidence_key)
-        self.evidence = merged[:MAX_BUCKET_EVIDENCE]
+        self.evidence = earliest_evidence([*self.evidence, *extra], MAX_BUCKET_EVIDENCE)
 
     def merge(self, o: Bucket) -> Bucket:
         self.count += o.count
@@ -124,6 +143,12 @@ class Bucket:
             if len(s) > MAX_BUCKET_VALUES:
                 self.values[name] = set(sorted(s)[:MAX_BUCKET_VALUES])
         return self
+
+    def retract(self, dup: Bucket) -> bool:
+        """Un-count duplicate events (pipelines.dedupe); True when nothing is left."""
+        self.count -= dup.count
+        self.failures = max(0, self.failures - dup.failures)
+        return self.count <= 0
 
 
 class Detector(ABC):
@@ -305,7 +330,13 @@ def merge_alerts(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out["@timestamp"] = out["keytrail.alert.last_seen"]
     out["keytrail.alert.event_count"] = (a["keytrail.alert.event_count"]
                                          + b["keytrail.alert.event_count"])
-    ev = {e["event.id"]: e for e in [*a["keytrail.alert.evidence"], *b["keytrail.alert.evidence"]]}
+    ev: dict[str, dict[str, Any]] = {}
+    for e in [*a["keytrail.alert.evidence"], *b["keytrail.alert.evidence"]]:
+        # The same event delivered twice: point at its first copy, whatever the merge order.
+        cur = ev.get(e["event.id"])
+        if cur is None or (e["log.file.path"], e["log.offset"]) < (
+                cur["log.file.path"], cur["log.offset"]):
+            ev[e["event.id"]] = e
     out["keytrail.alert.evidence"] = sorted(
         ev.values(), key=lambda e: (e["@timestamp"], e["event.id"]))[:MAX_ALERT_EVIDENCE]
     rank = {s: i for i, s in enumerate(SEVERITIES)}

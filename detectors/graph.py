@@ -92,6 +92,12 @@ class EdgeAccumulator:
             self.dataset or o.dataset) else ""
         return self
 
+    def retract(self, dup: EdgeAccumulator) -> bool:
+        """Un-count duplicate events (pipelines.dedupe); True when nothing is left."""
+        self.count -= dup.count
+        self.failures = max(0, self.failures - dup.failures)
+        return self.count <= 0
+
 
 def _edge(count: int, failures: int, first_seen: str, last_seen: str, ips: tuple[str, ...],
           user_name: str | None, principal_type: str | None, principal_account: str | None,
@@ -159,6 +165,11 @@ class ResourceAccumulator:
         self.first_seen = min(self.first_seen, o.first_seen)
         self.last_seen = max(self.last_seen, o.last_seen)
         return self
+
+    def retract(self, dup: ResourceAccumulator) -> bool:
+        """Un-count duplicate events (pipelines.dedupe); True when nothing is left."""
+        self.count -= dup.count
+        return self.count <= 0
 
 
 def resource_record(key_uid: str, resource: str, acc: ResourceAccumulator) -> dict[str, Any]:

@@ -177,6 +177,22 @@ class KeyAccumulator:
         self.datasets |= other.datasets
         return self
 
+    def repoint(self, ev: KeyEvent) -> None:
+        """Make `ev` (the copy of its event that is kept) the one its history entry
+        points at (pipelines.dedupe, live mode)."""
+        if ev.event_id in self.history:
+            self.history[ev.event_id] = _history_entry(ev)
+
+    def retract(self, dup: KeyAccumulator) -> None:
+        """Un-count `dup`, a partial of events counted twice (pipelines.dedupe). Only the
+        counters are additive; every other field is unchanged by a second copy."""
+        for op, n in dup.op_counts.items():
+            left = self.op_counts.get(op, 0) - n
+            if left > 0:
+                self.op_counts[op] = left
+            else:
+                self.op_counts.pop(op, None)
+        self.failures = max(0, self.failures - dup.failures)
 
     def prune_history(self, slack: int = 0) -> None:
         """Keep the earliest HISTORY_HEAD and latest HISTORY_TAIL entries (+ slack)."""

@@ -107,6 +107,7 @@ def cmd_parse(args: argparse.Namespace, extra: list[str]) -> int:
     parsers = REGISTRY.create_all(cfg.parse)
     out = sys.stdout
     rows: list[dict[str, Any]] = []
+    seen: set[str] = set()  # event ids so far: a repeated event counts once, as in `run`
     for f in expand_inputs(args.paths):
         counts: Counter[str] = Counter()
         skipped: Counter[str] = Counter()
@@ -116,6 +117,10 @@ def cmd_parse(args: argparse.Namespace, extra: list[str]) -> int:
             dataset, outcomes = parse_stream(stream, f.uri, parsers, tally)
             for o in outcomes:
                 if isinstance(o, KeyEvent):
+                    if o.event_id in seen:
+                        counts["duplicates"] += 1
+                        continue
+                    seen.add(o.event_id)
                     counts["events"] += 1
                     if args.json:
                         out.write(json_line(o.to_flat()))
@@ -131,21 +136,23 @@ def cmd_parse(args: argparse.Namespace, extra: list[str]) -> int:
                     if args.json:
                         out.write(json_line({"quarantined": o.to_dict()}))
         n = tally.records
-        out_n = counts["events"] + sum(skipped.values()) + sum(quar.values())
+        out_n = (counts["events"] + counts["duplicates"] + sum(skipped.values())
+                 + sum(quar.values()))
         rows.append({"path": f.uri, "dataset": dataset, "records_in": n,
                      "accounting_ok": n == out_n,
-                     "events": counts["events"], "skipped": dict(sorted(skipped.items())),
+                     "events": counts["events"], "duplicates": counts["duplicates"],
+                     "skipped": dict(sorted(skipped.items())),
                      "quarantined": dict(sorted(quar.items()))})
     err = sys.stderr
     if args.json:
         err.write(json_line({"files": rows}))
     else:
-        err.write(f"{'file':<60} {'dataset':<22} {'in':>7} {'events':>7} {'skip':>6} "
-                  f"{'quar':>6}\n")
+        err.write(f"{'file':<60} {'dataset':<22} {'in':>7} {'events':>7} {'dup':>6} "
+                  f"{'skip':>6} {'quar':>6}\n")
         for r in rows:
             err.write(f"{terminal(r['path'])[-60:]:<60} {r['dataset'] or 'unrecognized':<22} "
-                      f"{r['records_in']:>7} {r['events']:>7} {sum(r['skipped'].values()):>6} "
-                      f"{sum(r['quarantined'].values()):>6}"
+                      f"{r['records_in']:>7} {r['events']:>7} {r['duplicates']:>6} "
+                      f"{sum(r['skipped'].values()):>6} {sum(r['quarantined'].values()):>6}"
                       f"{'' if r['accounting_ok'] else '  ACCOUNTING MISMATCH'}\n")
     return 0
 
@@ -302,7 +309,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int
     sink_options(w)
     handlers["watch"] = cmd_watch
 
-    p = sub.add_parser("parse", help="parse files and print normalized events + accounting")
+    p = sub.add_parser("parse", help="parse files and print normalized events + accounting "
+                       "(an event repeated in the files given is printed and counted once)")
     p.add_argument("paths", nargs="+")
     p.add_argument("--json", action="store_true", help="NDJSON events on stdout")
     p.add_argument("--summary-only", action="store_true")

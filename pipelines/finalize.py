@@ -180,12 +180,13 @@ def merge_quarantine(out: Path, shard_names: list[str], keep_shards: bool = Fals
 def summarize(files: list[dict[str, Any]], inventory: list[dict[str, Any]],
               edges: list[dict[str, Any]], resources: list[dict[str, Any]],
               alerts: list[dict[str, Any]], as_of: str, inputs: list[str]) -> dict[str, Any]:
-    totals: dict[str, Any] = {"records_in": 0, "events": 0, "skipped": Counter(),
-                              "quarantined": Counter()}
+    totals: dict[str, Any] = {"records_in": 0, "events": 0, "duplicates": 0,
+                              "skipped": Counter(), "quarantined": Counter()}
     by_dataset: Counter[str] = Counter()
     for f in files:
         totals["records_in"] += f["records_in"]
         totals["events"] += f["events"]
+        totals["duplicates"] += f.get("duplicates", 0)
         totals["skipped"].update(f["skipped"])
         totals["quarantined"].update(f["quarantined"])
         by_dataset[f["dataset"] or "unrecognized"] += f["events"]
@@ -207,7 +208,7 @@ def summarize(files: list[dict[str, Any]], inventory: list[dict[str, Any]],
         "alerts": {s: sev.get(s, 0) for s in SEVERITY_ORDER},
         "alerts_total": len(alerts),
         "accounting_ok": all(
-            f["records_in"] == f["events"] + sum(f["skipped"].values())
+            f["records_in"] == f["events"] + f.get("duplicates", 0) + sum(f["skipped"].values())
             + sum(f["quarantined"].values()) for f in files),
     }
 

@@ -4,7 +4,7 @@
 object (and what `keytrail watch` runs for new objects). It never raises for bad content:
 unreadable input becomes a quarantined record. `records_in` is what the framing counted
 in the container (lines, elements, blocks, broken spans), so a record the parsers lost
-shows up as `records_in != events + skipped + quarantined` (accounting_ok false).
+shows up as `records_in != events + duplicates + skipped + quarantined` (accounting_ok false).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import gc
 import re
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from sys import intern
@@ -82,6 +82,8 @@ class FileResult:
     # Gated window detectors: per-bucket counts, one array per (detector, entity, day).
     gated: dict[GateKey, Counts] = field(default_factory=dict)
     max_ts: str | None = None
+    # uint64 id prefixes of the unit's event shard rows, in row order (pipelines.dedupe).
+    ids: Any = None
 
 
 def tune_gc() -> None:
@@ -115,6 +117,22 @@ def merge_gated(into: dict[GateKey, Counts], other: dict[GateKey, Counts]) -> No
         else:
             for i, n in theirs.items():
                 mine[i] = mine.get(i, 0) + n
+
+
+def subtract_gated(into: dict[GateKey, Counts], other: dict[GateKey, Counts]) -> None:
+    """Subtract `other`'s per-bucket counts (duplicates, pipelines.dedupe) from `into`."""
+    for gk, theirs in other.items():
+        mine = into.get(gk)
+        if mine is None:
+            continue
+        for i, n in count_items(theirs):
+            left = max(0, mine[i] - n) if isinstance(mine, array) else mine.get(i, 0) - n
+            if left > 0 or isinstance(mine, array):
+                mine[i] = left
+            else:
+                mine.pop(i, None)
+        if not count_items(mine):
+            del into[gk]
 
 
 def dense_counts(sparse: dict[int, int], slots: int) -> array[int]:
@@ -220,9 +238,6 @@ class FileProcessor:
         qrows: list[bytes] = []
         events = 0
         dataset: str | None = None
-        keys, edges, resources = res.keys, res.edges, res.resources
-        window = self.window
-        det = self.detection
         max_ts = ""
         # Records counted from the container by the framing, not from the outcomes.
         tally = Tally()
@@ -235,56 +250,36 @@ class FileProcessor:
             tally.records += 1  # the whole file, one span
             stream = None
         if stream is not None:
+            last_offset = 0
+
+            def key_events(outcomes: Iterator[ParseOutcome]) -> Iterator[KeyEvent]:
+                """The file's events (written to the shard); counts the other outcomes."""
+                nonlocal events, max_ts, last_offset
+                for o in outcomes:
+                    if type(o) is KeyEvent:
+                        events += 1
+                        ts = o.timestamp
+                        if ts > max_ts:  # noqa: PLR1730 (hot path: max() is a call)
+                            max_ts = ts
+                        if writer is not None:
+                            writer.add(o)
+                        last_offset = o.log_offset
+                        yield o
+                    elif type(o) is Skipped:
+                        skipped[o.reason] += 1
+                        last_offset = o.offset
+                    else:
+                        assert isinstance(o, Quarantined)
+                        quarantined[o.reason] += 1
+                        qrows.append(orjson.dumps(o.to_dict(), option=orjson.OPT_SORT_KEYS))
+                        last_offset = o.offset
+
             with stream:
-                last_offset = 0
                 try:
                     dataset, outcomes = parse_stream(stream, uri, self.parsers, tally)
                     if base:
                         outcomes = _rebase(outcomes, base)
-                    for o in outcomes:
-                        if type(o) is KeyEvent:
-                            events += 1
-                            ts = o.timestamp
-                            max_ts = max(max_ts, ts)
-                            if writer is not None:
-                                writer.add(o)
-                            uid = o.key_uid
-                            if uid is not None:
-                                acc = keys.get(uid)
-                                if acc is None:
-                                    acc = keys[uid] = KeyAccumulator(uid)
-                                acc.add(o)
-                                ek = (o.user_id or UNKNOWN_PRINCIPAL, uid, o.operation,
-                                      window_start(ts, window))
-                                ea = edges.get(ek)
-                                if ea is None:
-                                    # Interned parts: the partial pickles each string once.
-                                    ek = tuple(map(intern, ek))  # type: ignore[assignment]
-                                    ea = edges[ek] = EdgeAccumulator()
-                                ea.add(o)
-                                if o.resource:
-                                    rk = (uid, o.resource)
-                                    ra = resources.get(rk)
-                                    if ra is None:
-                                        ra = resources[rk] = ResourceAccumulator()
-                                    ra.add(ts)
-                                dest = o.key_destination_uid
-                                if dest is not None and dest != uid:
-                                    dacc = keys.get(dest)
-                                    if dacc is None:
-                                        dacc = keys[dest] = KeyAccumulator(dest)
-                                    dacc.add(o, uid=dest)
-                            if det is not None:
-                                self._detect(o, det, res)
-                            last_offset = o.log_offset
-                        elif type(o) is Skipped:
-                            skipped[o.reason] += 1
-                            last_offset = o.offset
-                        else:
-                            assert isinstance(o, Quarantined)
-                            quarantined[o.reason] += 1
-                            qrows.append(orjson.dumps(o.to_dict(), option=orjson.OPT_SORT_KEYS))
-                            last_offset = o.offset
+                    self.fold(key_events(outcomes), res)
                 except Exception as exc:
                     q = quarantine("read_error", uri, last_offset, b"", dataset,
                                    f"{type(exc).__name__}: {str(exc)[:300]}; rest of file unread")
@@ -294,6 +289,7 @@ class FileProcessor:
         if writer is not None:
             if events:
                 writer.close()
+                res.ids = writer.ids
             else:
                 writer.abort()
         if qrows:
@@ -303,6 +299,9 @@ class FileProcessor:
             "dataset": dataset,
             "records_in": tally.records,
             "events": events,
+            # Events of this file already counted from another copy (set by pipelines.dedupe
+            # once every file's ids are known); records_in == events + duplicates + ...
+            "duplicates": 0,
             "skipped": dict(sorted(skipped.items())),
             "quarantined": dict(sorted(quarantined.items())),
             "bytes": f.size,
@@ -311,6 +310,42 @@ class FileProcessor:
             res.summary["unit"] = f.unit_id
         res.max_ts = max_ts or None
         return res
+
+    def fold(self, events: Iterable[KeyEvent], res: FileResult) -> None:
+        """Add events to the partials of `res`: the one definition of what an event
+        contributes (pipelines.dedupe folds dropped duplicates with it to retract them)."""
+        keys, edges, resources = res.keys, res.edges, res.resources
+        window = self.window
+        det = self.detection
+        for o in events:
+            uid = o.key_uid
+            if uid is not None:
+                ts = o.timestamp
+                acc = keys.get(uid)
+                if acc is None:
+                    acc = keys[uid] = KeyAccumulator(uid)
+                acc.add(o)
+                ek = (o.user_id or UNKNOWN_PRINCIPAL, uid, o.operation, window_start(ts, window))
+                ea = edges.get(ek)
+                if ea is None:
+                    # Interned parts: the partial pickles each string once.
+                    ek = tuple(map(intern, ek))  # type: ignore[assignment]
+                    ea = edges[ek] = EdgeAccumulator()
+                ea.add(o)
+                if o.resource:
+                    rk = (uid, o.resource)
+                    ra = resources.get(rk)
+                    if ra is None:
+                        ra = resources[rk] = ResourceAccumulator()
+                    ra.add(ts)
+                dest = o.key_destination_uid
+                if dest is not None and dest != uid:
+                    dacc = keys.get(dest)
+                    if dacc is None:
+                        dacc = keys[dest] = KeyAccumulator(dest)
+                    dacc.add(o, uid=dest)
+            if det is not None:
+                self._detect(o, det, res)
 
     def _detect(self, ev: KeyEvent, det: Detection, res: FileResult) -> None:
         ds, op = ev.dataset, ev.operation

@@ -5,8 +5,10 @@ Stages (each one named composite PTransform):
                      written to Parquet shards inside the stage, so memory never holds
                      the event stream)
   MergePartials      CombineGlobally into one RunState (keys, edges, resources, detector
-                     buckets, alerts, accounting); combiner lifting merges per bundle
-  Finalize           inventory, graph, window/inventory detectors, local store, report
+                     buckets, alerts, accounting, event id index); combiner lifting
+                     merges per bundle
+  Finalize           duplicate deliveries dropped (pipelines.dedupe), inventory, graph,
+                     window/inventory detectors, local store, report
 The default runner is Beam's in-process FnApiRunner, chosen explicitly so a default run
 never tries to download a runner binary; any other Beam runner is passed through unchanged.
 """
@@ -29,6 +31,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines.config import KeytrailConfig
+from pipelines.dedupe import drop_duplicates
 from pipelines.detection import load_detection
 from pipelines.finalize import finalize_state, merge_quarantine, write_local_store
 from pipelines.loopback import bind_beam_services_to_loopback
@@ -151,6 +154,11 @@ class FinalizeFn(beam.DoFn):
     def process(self, st: RunState) -> Iterator[dict[str, Any]]:
         out = Path(self.out_dir)
         detection, inventory_dets = load_detection(self.config)
+        # The same event delivered twice counts once: fold the dropped copies as the
+        # ParseFile stage did (gated windows included) to retract them.
+        drop_duplicates(st, out, FileProcessor(self.out_dir, self.config.parse,
+                                               self.config.graph_window, detection,
+                                               gate_windows=True))
         summary, outputs = finalize_state(st, self.config, detection, inventory_dets,
                                           self.inputs, out / EVENTS_DIR)
         summary["inputs_skipped"] = self.skipped

@@ -7,10 +7,13 @@ values), so re-running on the same input gives byte-identical files.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -48,6 +51,54 @@ _ATTR_SCHEMA: Final[pa.Schema] = pa.schema([
     for spec, f in zip(_EVENT_SPECS, EVENTS_SCHEMA, strict=False)])
 
 
+# Hex digit value of each byte (16: not a hex digit), for id_prefixes.
+_HEX: Final = np.full(256, 16, dtype=np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX[_c] = _i
+    _HEX[ord(chr(_c).upper())] = _i
+
+
+_HEX16: Final = re.compile(r"[0-9a-fA-F]{16}")
+
+
+def id_prefixes(ids: pa.Array | pa.ChunkedArray) -> Any:
+    """uint64 of the first 16 hex digits of each event id (a numpy array, one per row);
+    an id that does not start with 16 hex digits gets a hash instead. Per id, whatever
+    else is in the batch.
+
+    The dedupe index (pipelines.dedupe) keeps 8 bytes per event; equal ids give equal
+    prefixes, and candidates are always confirmed on the full id, so a collision between
+    different ids only costs a lookup, never a wrong drop.
+    """
+    col = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    n = len(col)
+    head = pc.utf8_slice_codeunits(col, 0, 16)
+    sizes = pc.min_max(pc.binary_length(head))
+    if n and head.null_count == 0 and sizes["min"].as_py() == sizes["max"].as_py() == 16:
+        off = np.frombuffer(head.buffers()[1], dtype=np.int32)[head.offset:head.offset + n + 1]
+        data = np.frombuffer(head.buffers()[2], dtype=np.uint8)[off[0]:off[0] + 16 * n]
+        nib = _HEX[data.reshape(n, 16)]
+        out: Any = np.zeros(n, dtype=np.uint64)
+        for i in range(16):
+            out = (out << np.uint64(4)) | nib[:, i].astype(np.uint64)
+        bad = np.flatnonzero((nib > 15).any(axis=1))
+    else:
+        out = np.zeros(n, dtype=np.uint64)
+        bad = np.arange(n)
+    if len(bad):
+        values = col.to_pylist()
+        for i in bad.tolist():
+            out[i] = _id_prefix(str(values[i]))
+    return out
+
+
+def _id_prefix(event_id: str) -> int:
+    if _HEX16.match(event_id):
+        return int(event_id[:16], 16)
+    digest = hashlib.blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(digest.digest(), "big")
+
+
 def write_json(path: Path, obj: Any) -> None:
     atomic_write(path, orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
                         + b"\n")
@@ -59,13 +110,17 @@ def write_ndjson(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 
 
 class EventShardWriter:
-    """Streams KeyEvents of one input file into one Parquet file, in input order."""
+    """Streams KeyEvents of one input file into one Parquet file, in input order.
+
+    `ids` collects the id_prefixes of the rows written, in row order (the dedupe index).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file: AtomicFile | None = None
         self._writer: pq.ParquetWriter | None = None
         self._batch: list[KeyEvent] = []
+        self._ids: list[Any] = []
         self.count = 0
 
     def add(self, ev: KeyEvent) -> None:
@@ -93,6 +148,7 @@ class EventShardWriter:
         cols.append(pa.array([dumps(e.extra, option=orjson.OPT_SORT_KEYS).decode()
                               if e.extra else None for e in batch], pa.string()))
         table = pa.Table.from_arrays(cols, schema=EVENTS_SCHEMA)
+        self._ids.append(id_prefixes(table.column("event.id")))
         if self._writer is None:
             self._file = AtomicFile(self.path)
             self._writer = pq.ParquetWriter(self._file.fh, EVENTS_SCHEMA, compression="zstd")
@@ -110,6 +166,26 @@ class EventShardWriter:
         if self._writer is not None and self._file is not None:
             self._writer.close()
             self._file.discard()
+        self._ids = []
+
+    @property
+    def ids(self) -> Any:
+        """uint64 id prefixes of every row written so far (numpy array, row order)."""
+        return np.concatenate(self._ids) if self._ids else np.zeros(0, dtype=np.uint64)
+
+
+def rewrite_shard(path: Path, keep: Any, table: pa.Table | None = None) -> int:
+    """Rewrite an event shard (`table`: its content, if already read) with only the rows
+    where the boolean mask `keep` is set, in order; remove it when none is left."""
+    if table is None:
+        table = pq.ParquetFile(path).read()
+    kept = table.filter(pa.array(keep))
+    if not kept.num_rows:
+        path.unlink()
+        return 0
+    with atomic_file(path) as fh:
+        pq.write_table(kept, fh, compression="zstd", row_group_size=EVENT_BATCH)
+    return int(kept.num_rows)
 
 
 def _arrow_friendly(rows: list[dict[str, Any]], nested: tuple[str, ...]) -> list[dict[str, Any]]:

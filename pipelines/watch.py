@@ -28,6 +28,7 @@ from parsers.base import KeytrailError
 from parsers.escaping import terminal
 from parsers.timeutil import to_epoch_ms
 from pipelines.config import KeytrailConfig
+from pipelines.dedupe import drop_duplicates
 from pipelines.detection import load_detection
 from pipelines.finalize import finalize_state, merge_quarantine, write_local_store
 from pipelines.outdir import append_file, atomic_write
@@ -299,6 +300,9 @@ class Watcher:
             st.absorb(res)
             record()
             results.append(res)
+        if results:
+            # New copies of events already counted (committed or in this cycle) are dropped.
+            drop_duplicates(st, self.out, self.processor)
         dead = 0
         if results or st.cycle == 0:
             summary, (inventory, edges, resources, alerts) = finalize_state(

@@ -23,8 +23,8 @@ def test_parse_detects_each_files_format_by_content() -> None:
     seen = set()
     for f in files:
         family = f["path"].split("sample_logs/")[1].split("/")[0]
-        assert f["records_in"] == f["events"] + sum(f["skipped"].values()) + sum(
-            f["quarantined"].values())
+        assert f["records_in"] == f["events"] + f["duplicates"] + sum(
+            f["skipped"].values()) + sum(f["quarantined"].values())
         if f["events"]:
             assert f["dataset"] in FAMILY[family], f
             seen.add(f["dataset"])

@@ -49,10 +49,10 @@ def test_accounting_holds_per_file_and_in_totals(sample_run: tuple[Path, dict]) 
     on_disk = json.loads((out / "run_summary.json").read_text())
     assert on_disk == summary
     for f in summary["files"]:
-        assert f["records_in"] == (f["events"] + sum(f["skipped"].values())
+        assert f["records_in"] == (f["events"] + f["duplicates"] + sum(f["skipped"].values())
                                    + sum(f["quarantined"].values())), f["path"]
     t = summary["totals"]
-    assert t["records_in"] == t["events"] + sum(t["skipped"].values()) + sum(
+    assert t["records_in"] == t["events"] + t["duplicates"] + sum(t["skipped"].values()) + sum(
         t["quarantined"].values())
     # Every quarantined record is in quarantine.ndjson with its reason and provenance.
     lines = [json.loads(x) for x in (out / "quarantine.ndjson").read_text().splitlines() if x]
