@@ -46,7 +46,7 @@ from parsers.base import (
     quarantine,
     stable_id,
 )
-from parsers.detect import parse_stream
+from parsers.detect import open_detected, parse_stream
 from parsers.schema import KeyEvent
 from pipelines.sources import InputFile, open_input
 from pipelines.store import EventShardWriter
@@ -171,11 +171,15 @@ def _wants(ops: frozenset[str] | None, meta: DetectorMeta, ds: str, op: str) -> 
     return ops is None or op in ops
 
 
-def _rebase(outcomes: Iterator[ParseOutcome], base: int) -> Iterator[ParseOutcome]:
+def _rebase(outcomes: Iterator[ParseOutcome], base: int,
+            offset_extras: tuple[str, ...] = ()) -> Iterator[ParseOutcome]:
     """Offsets of a byte-range unit are relative to its start; make them absolute."""
     for o in outcomes:
         if isinstance(o, KeyEvent):
             o.log_offset += base
+            for name in offset_extras:
+                if o.extra and name in o.extra:
+                    o.extra[name] += base
             yield o
         else:
             yield dataclasses.replace(o, offset=o.offset + base)
@@ -199,7 +203,25 @@ class FileProcessor:
         self.gates = detection.gates if detection is not None and gate_windows \
             and write_events else {}
 
-    def process(self, f: InputFile) -> FileResult:
+    def _parse_range(self, stream: Any, f: InputFile, resume: dict[str, Any], final: bool
+                     ) -> tuple[str | None, Iterator[ParseOutcome]]:
+        """One byte range of a growing file with the parser its first range chose."""
+        if resume.get("parser") is None:
+            found, stream = open_detected(stream, self.parsers)
+            resume["parser"] = found.id if found is not None else ""
+        parser = next((p for p in self.parsers if p.id == resume["parser"]), None)
+        if parser is None:  # the file's first range was not recognised: quarantined once
+            head = stream.read(512)
+            return None, iter([quarantine("unrecognized_format", f.uri, 0, head)]
+                              if f.start == 0 and head else [])
+        outcomes = parser.parse_range(stream, f.uri, resume.setdefault("carry", []), f.start,
+                                      final)
+        return parser.dataset, _rebase(outcomes, f.start, parser.offset_extras)
+
+    def process(self, f: InputFile, resume: dict[str, Any] | None = None,
+                final: bool = False) -> FileResult:
+        """One input object, or (with `resume`, live mode) one byte range of a growing
+        file; `final` asks for the end-of-file outcomes batch would give there."""
         uri = f.uri
         name = shard_name(f.unit_id)
         base = f.start
@@ -227,9 +249,12 @@ class FileProcessor:
             with stream:
                 last_offset = 0
                 try:
-                    dataset, outcomes = parse_stream(stream, uri, self.parsers)
-                    if base:
-                        outcomes = _rebase(outcomes, base)
+                    if resume is not None:
+                        dataset, outcomes = self._parse_range(stream, f, resume, final)
+                    else:
+                        dataset, outcomes = parse_stream(stream, uri, self.parsers)
+                        if base:
+                            outcomes = _rebase(outcomes, base)
                     for o in outcomes:
                         if type(o) is KeyEvent:
                             events += 1
