@@ -179,6 +179,29 @@ def test_analyst_triage_status_survives_a_rerun(os_url: str,
          {"doc": {"keytrail": {"alert": {"status": "open"}}}}, params={"refresh": "true"})
 
 
+def test_a_rederived_alert_replaces_its_old_version_whole(os_url: str, tmp_path: Path,
+                                                         delivered: tuple[Path, dict[str, Any],
+                                                                          str]) -> None:
+    """A field the new version no longer has disappears (it stayed with partial updates);
+    the analyst's triage status is kept."""
+    _out, _report, prefix = delivered
+    sink = _sink(os_url, prefix)
+    idx = index_name("alerts", prefix)
+    aid = "rederived-alert-1"
+    old = {"keytrail": {"alert": {"id": aid, "status": "open", "event_count": 3}},
+           "user": {"id": "arn:aws:iam::1:user/old"}}
+    new = {"keytrail": {"alert": {"id": aid, "status": "open", "event_count": 4}}}
+    sink.deliver([Action("alerts", "update", idx, aid, old)], tmp_path / "dlq.ndjson")
+    _req(sink, "POST", f"/{idx}/_update/{aid}",
+         {"doc": {"keytrail": {"alert": {"status": "acknowledged"}}}}, params={"refresh": "true"})
+    report = sink.deliver([Action("alerts", "update", idx, aid, new)], tmp_path / "dlq.ndjson")
+    assert report.families["alerts"].dead_lettered == 0
+    src = _req(sink, "GET", f"/{idx}/_doc/{aid}")["_source"]
+    assert "user" not in src, "a field the re-derived alert lost must not survive"
+    assert src["keytrail"]["alert"] == {"id": aid, "status": "acknowledged", "event_count": 4}
+    _req(sink, "DELETE", f"/{idx}/_doc/{aid}", params={"refresh": "true"})
+
+
 def _terms(sink: SearchSink, index: str, field: str, query: dict[str, Any] | None = None,
            size: int = 1000) -> dict[Any, int]:
     body = _req(sink, "POST", f"/{index}/_search", {

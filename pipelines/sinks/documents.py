@@ -34,8 +34,19 @@ ID_FIELDS: Final[dict[str, str]] = {
     "edges": "edge_id",
     "alerts": "keytrail.alert.id",
 }
-# Analysts own an alert's triage status once it exists: re-runs update everything else.
+# Analysts own an alert's triage status once it exists: re-runs replace everything else.
 ANALYST_OWNED: Final[dict[str, tuple[str, ...]]] = {"alerts": ("keytrail", "alert", "status")}
+# An `update` replaces the whole stored document with the new one, keeping only the
+# analyst-owned field: a field the re-derived record no longer has (a `user.id` that
+# changed to none) must disappear, which a partial `doc` update never does. Painless, the
+# same in Elasticsearch and OpenSearch; an unchanged document is a noop.
+REPLACE_KEEPING_OWNED: Final[str] = (
+    "def cur = ctx._source; def o = cur; List path = params.owned; "
+    "for (k in path) { o = o instanceof Map ? o.get(k) : null; } "
+    "Map doc = params.doc; if (path.size() > 0 && o != null) { def t = doc; "
+    "for (int i = 0; i < path.size() - 1; i++) { t = t.get(path.get(i)); } "
+    "t.put(path.get(path.size() - 1), o); } "
+    "if (doc.equals(cur)) { ctx.op = 'noop'; } else { cur.clear(); cur.putAll(doc); }")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +65,10 @@ class Action:
     def body(self) -> dict[str, Any]:
         if self.op == "index":
             return self.source
-        owned = ANALYST_OWNED.get(self.family)
-        partial = _without(self.source, owned) if owned else self.source
-        return {"doc": partial, "upsert": self.source, "detect_noop": True}
+        owned = ANALYST_OWNED.get(self.family, ())
+        return {"script": {"lang": "painless", "source": REPLACE_KEEPING_OWNED,
+                           "params": {"doc": self.source, "owned": list(owned)}},
+                "upsert": self.source}
 
     def to_dict(self) -> dict[str, Any]:
         return {"family": self.family, "action": self.header(), "doc": self.source}
@@ -65,18 +77,6 @@ class Action:
     def from_dict(d: dict[str, Any]) -> Action:
         (op, meta), = d["action"].items()
         return Action(d["family"], op, meta["_index"], meta["_id"], d["doc"])
-
-
-def _without(doc: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
-    out = dict(doc)
-    head = path[0]
-    if head not in out:
-        return out
-    if len(path) == 1:
-        del out[head]
-    elif isinstance(out[head], dict):
-        out[head] = _without(out[head], path[1:])
-    return out
 
 
 # --- record <-> document ---------------------------------------------------------------
@@ -212,11 +212,13 @@ def store_actions(out_dir: Path, prefix: str,
     """Every document of a local store, family by family (events streamed).
 
     With `shards`, only those event shards are sent (live mode: the cycle's new units).
+    Evidence before conclusions: events go first, then the inventory, edges and alerts
+    that cite them, so an analyst following an alert finds its evidence.
     """
     if not (out_dir / "run_summary.json").exists():
         raise KeytrailError(f"{out_dir} is not a keytrail output directory (no "
                             "run_summary.json): run 'keytrail run --out DIR' first")
+    yield from event_actions(out_dir, prefix, shards)
     yield from inventory_actions(out_dir, prefix)
     yield from edge_actions(out_dir, prefix)
     yield from alert_actions(out_dir, prefix)
-    yield from event_actions(out_dir, prefix, shards)
