@@ -9,6 +9,8 @@
 #   make run     keytrail run on sample_logs/ (in-process Beam runner)
 #   make bench   benchmark tables (never fail a build)
 #   make lint    ruff + mypy --strict
+#   make soak    long randomized live-mode acceptance run: random feeds, kill -9, rotations
+#                (SOAK_FEEDS, SOAK_STEPS); prints one row per feed, fails on any difference
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -17,7 +19,10 @@ VPY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 ARTIFACTS ?= test-artifacts
 
-.PHONY: setup venv native servers system test run bench lint clean-servers
+SOAK_FEEDS ?= 20
+SOAK_STEPS ?= 80
+
+.PHONY: setup venv native servers system test run bench lint soak clean-servers
 
 setup: venv native servers
 
@@ -59,6 +64,9 @@ bench: venv native
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+soak: venv native
+	PYTHONPATH=$(CURDIR) $(VPY) -m tests.live_feed --feeds $(SOAK_FEEDS) --steps $(SOAK_STEPS)
 
 clean-servers:
 	rm -rf .cache/servers

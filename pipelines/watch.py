@@ -87,7 +87,7 @@ def framing_of(head: bytes, complete: bool) -> str | None:
     CloudHSM multi-line audit blocks) or `document` (the file's end, once it is quiet).
     None: not decidable yet (a JSON first line still being written)."""
     from parsers.base import REGISTRY, ParseOptions
-    from parsers.detect import detect
+    from parsers.detect import SNIFF_BYTES, detect
 
     if head[:2] == GZIP_MAGIC:
         return "document"
@@ -104,6 +104,8 @@ def framing_of(head: bytes, complete: bool) -> str | None:
     if not _SNIFFERS:
         _SNIFFERS.extend(REGISTRY.create_all(ParseOptions()))
     parser = detect(head, _SNIFFERS)
+    if parser is None and not complete and len(head) < SNIFF_BYTES:
+        return None  # maybe only the start of the first record: recognisable later
     return "blocks" if parser is not None and parser.id == "hsm.cloudhsm.text" else "lines"
 
 
@@ -194,7 +196,7 @@ class LocalSource:
             quiet = now - st.st_mtime >= self.settle
             if entry["framing"] is None:
                 with open(path, "rb") as fh:
-                    head = fh.read(1 << 16)
+                    head = fh.read(64 << 10)
                 entry["framing"] = framing_of(head, quiet and len(head) == size)
             framing = entry["framing"]
             limit = min(size, start + max(budget, 1 << 20))

@@ -20,6 +20,17 @@ import pyarrow.parquet as pq
 
 from pipelines.store import read_events
 
+PATH_KEYS = frozenset({"log.file.path", "log_file_path"})
+
+
+def _scrub(obj: Any) -> Any:
+    """`obj` without file paths at any depth (provenance of rotated files)."""
+    if isinstance(obj, dict):
+        return {k: _scrub(v) for k, v in obj.items() if k not in PATH_KEYS}
+    if isinstance(obj, list):
+        return [_scrub(v) for v in obj]
+    return obj
+
 
 def _rows(path: Path) -> list[str]:
     if not path.exists():
@@ -49,14 +60,16 @@ def _events(out: Path, ignore_paths: bool) -> list[str]:
 def store_view(out: Path, ignore_paths: bool = False) -> dict[str, Any]:
     """Everything a reader of the local store sees, in a comparable form."""
     summary = json.loads((out / "run_summary.json").read_text())
+    scrub = _scrub if ignore_paths else (lambda x: x)
     quarantine = _lines(out / "quarantine.ndjson", "path" if ignore_paths else None)
     return {
         "events": _events(out, ignore_paths),
-        "inventory": sorted(json.dumps(r, sort_keys=True)
+        "inventory": sorted(json.dumps(scrub(r), sort_keys=True)
                             for r in json.loads((out / "inventory.json").read_text())),
         "edges": _rows(out / "edges.parquet"),
         "resource_edges": _rows(out / "resource_edges.parquet"),
-        "alerts": _lines(out / "alerts.ndjson"),
+        "alerts": sorted(json.dumps(scrub(json.loads(a))) for a in
+                         _lines(out / "alerts.ndjson")),
         "quarantine": quarantine,
         "graphml": (out / "graph.graphml").read_text(),
         "totals": summary["totals"],
