@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import logging
 import os
 import shutil
 import signal
@@ -42,12 +43,15 @@ from pipelines.process import (
 from pipelines.sources import GZIP_MAGIC, SKIP_NAMES, InputFile, list_s3, s3_client
 from pipelines.state import RunState, commit_state, read_state
 
+LOG = logging.getLogger("keytrail.watch")
 HEAD_BYTES: Final[int] = 256
-MAX_UNITS_PER_CYCLE: Final[int] = 200
+MAX_UNITS_PER_CYCLE: Final[int] = 50
 # Bytes planned per cycle (and per unit of a growing file): a backlog is worked off in
 # bounded cycles, so each cycle's results reach the sink quickly and latency recovers.
-MAX_BYTES_PER_CYCLE: Final[int] = 64 << 20
+MAX_BYTES_PER_CYCLE: Final[int] = 32 << 20
 STAGING: Final[str] = ".staging"
+DEAD_LETTERS: Final[str] = "dead_letter.ndjson"
+MAX_BACKOFF: Final[float] = 60.0
 TAIL_PREFIX: Final[str] = "tail-"
 
 
@@ -118,6 +122,10 @@ class Unit:
     input: InputFile
     record: Callable[[], None]
     resume: dict[str, Any] | None = None
+    # After processing: were the bytes read the ones planned? (False: the file was
+    # renamed, truncated or rewritten meanwhile; the unit is dropped and planned again.)
+    verify: Callable[[], bool] = lambda: True
+    landed: float | None = None  # when its bytes landed (mtime; None: discovery time)
 
 
 class Source(Protocol):
@@ -220,12 +228,25 @@ class LocalSource:
             unit = InputFile(path, size, "", start, end, generation=f"{ident}.{entry['gen']}")
             resume = entry["resume"]
             work = {"parser": resume.get("parser"), "carry": list(resume.get("carry", []))}
+            fp = _fingerprint(path, end)
+            sep = {"lines": b"\n", "blocks": b"\n\n"}.get(framing, b"")
 
             def record(entry: dict[str, Any] = entry, path: str = path, end: int = end,
-                       work: dict[str, Any] = work) -> None:
-                entry.update(done=end, fp=_fingerprint(path, end), resume=work)
+                       work: dict[str, Any] = work, fp: list[str] = fp) -> None:
+                entry.update(done=end, fp=fp, resume=work)
 
-            units.append(Unit(unit, record, work))
+            def verify(path: str = path, ident: str = ident, end: int = end,
+                       fp: list[str] = fp, sep: bytes = sep) -> bool:
+                try:
+                    st = os.stat(path)
+                    if f"{st.st_dev}:{st.st_ino}" != ident or st.st_size < end:
+                        return False
+                    return _fingerprint(path, end) == fp and (
+                        not sep or _digest(path, end - len(sep), end) == _digest_bytes(sep))
+                except OSError:
+                    return False
+
+            units.append(Unit(unit, record, work, verify, st.st_mtime))
         return units
 
     @staticmethod
@@ -257,6 +278,10 @@ class LocalSource:
             out.append(Unit(unit, lambda: None, {"parser": resume.get("parser"),
                                                  "carry": list(resume["carry"])}))
         return out
+
+
+def _digest_bytes(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
 def _ends_line(path: str, size: int) -> bool:
@@ -309,6 +334,10 @@ class WatchSink(Protocol):
         counts; raise to refuse the commit."""
 
 
+class EngineUnavailable(Exception):
+    """The engine did not acknowledge the cycle: it is not committed and is retried."""
+
+
 class LocalWatchSink:
     """The local store's derived files, rewritten each cycle (event shards are promoted
     from the cycle's staging directory when the cycle commits)."""
@@ -357,13 +386,25 @@ class SearchWatchSink:
                 resources: list[dict[str, Any]], alerts: list[dict[str, Any]]
                 ) -> dict[str, int]:
         from pipelines import sinks
+        from pipelines.sinks.engine import EngineUnreachable
 
         self.local.deliver(out, shards, summary, inventory, edges, resources, alerts)
         current = {a["keytrail.alert.id"] for a in alerts}
         maybe_sent = self._read_journal()
         self._write_journal(maybe_sent | current)
         withdrawn = sorted(maybe_sent - current)
-        report = sinks.deliver(str(out), self.args, shards=shards, withdrawn_alerts=withdrawn)
+        # Dead letters of the cycle go to staging: documents the engine could not take
+        # because it was away are sent again by the retried cycle (never from an old
+        # dead-letter file that could overwrite newer versions); only documents it
+        # refused for their content are kept, in <out>/dead_letter.ndjson, on commit.
+        try:
+            report = sinks.deliver(str(out), self.args, shards=shards,
+                                   withdrawn_alerts=withdrawn,
+                                   dead_letter=out / STAGING / DEAD_LETTERS)
+        except EngineUnreachable as exc:
+            raise EngineUnavailable(str(exc)) from None
+        if report.get("unavailable"):
+            raise EngineUnavailable(f"{report['unavailable']:,} documents not acknowledged")
         self._write_journal(current)
         dead = sum(int(c.get("dead_lettered", 0)) for c in report.values()
                    if isinstance(c, dict))
@@ -372,9 +413,15 @@ class SearchWatchSink:
 
 @dataclass
 class WatchMetrics:
+    """One cycle. Two different things are measured: `latency_*` is pipeline latency, from
+    a unit's bytes landing (file mtime; an S3 object's discovery) to its documents being
+    searchable (the sink acknowledged and refreshed), p50/p95 over the cycle's units;
+    `event_freshness_seconds` is how old the newest event time is (large when replaying
+    old logs, whatever the pipeline's speed)."""
+
     cycle: int
     at: str
-    lag_seconds: float | None
+    latency_p50_seconds: float | None
     units_processed: int
     units_pending: int
     events: int
@@ -383,12 +430,19 @@ class WatchMetrics:
     dead_lettered: int
     keys: int
     alerts: int
+    engine_down: bool = False
+    latency_p95_seconds: float | None = None
+    event_freshness_seconds: float | None = None
 
     def line(self) -> str:
-        lag = "n/a" if self.lag_seconds is None else f"{self.lag_seconds:,.0f}s"
+        lat = "n/a" if self.latency_p50_seconds is None else (
+            f"{self.latency_p50_seconds:,.1f}s p95 {self.latency_p95_seconds or 0:,.1f}s")
+        fresh = "n/a" if self.event_freshness_seconds is None else \
+            _duration(self.event_freshness_seconds)
         return (f"[watch] cycle {self.cycle}: {self.units_processed} new units, "
                 f"{self.units_pending} pending, {self.events:,} events "
-                f"({self.events_per_second:,.0f}/s), lag {lag}, {self.keys} keys, "
+                f"({self.events_per_second:,.0f}/s), landed-to-searchable p50 {lat}, "
+                f"newest event {fresh} old, {self.keys} keys, "
                 f"{self.alerts} alerts, quarantined {self.quarantined_total}, "
                 f"dead-lettered {self.dead_lettered}")
 
@@ -437,6 +491,16 @@ class Watcher:
                                        self.config.graph_window, self.detection)
         self._stop = False
         self._recovered = False
+        self._down_since: float | None = None
+        self.backoff = 0.0  # seconds to wait before retrying an unacknowledged cycle
+
+    def _outage(self, reason: str) -> None:
+        """The engine did not acknowledge: keep the place, back off, try again."""
+        self.backoff = min(MAX_BACKOFF, max(1.0, self.backoff * 2))
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            LOG.warning("engine unavailable (%s); keeping the place and retrying (backoff up "
+                        "to %.0fs)", reason[:300], MAX_BACKOFF)
 
     def stop(self, *_: Any) -> None:
         self._stop = True
@@ -450,7 +514,13 @@ class Watcher:
 
     def _promote(self) -> None:
         """Move the committed cycle's shards into the store (idempotent: rerun after a
-        kill, it finishes the moves). Tail shards replace the previous cycle's."""
+        kill, it finishes the moves). Tail shards replace the previous cycle's. Documents
+        the engine refused are appended to the store's dead letters."""
+        dead = self.staging / DEAD_LETTERS
+        if dead.exists():
+            with (self.out / DEAD_LETTERS).open("ab") as fh:
+                fh.write(dead.read_bytes())
+            dead.unlink()
         for sub in (EVENTS_DIR, QUARANTINE_DIR):
             src, dst = self.staging / sub, self.out / sub
             dst.mkdir(parents=True, exist_ok=True)
@@ -474,6 +544,11 @@ class Watcher:
             res.summary["unit"] = f"{unit.input.unit_id}~tail"
         return res
 
+    def _unstage(self, unit: Unit) -> None:
+        name = shard_name(unit.input.unit_id)
+        (self.staging / EVENTS_DIR / f"part-{name}.parquet").unlink(missing_ok=True)
+        (self.staging / QUARANTINE_DIR / f"{name}.ndjson").unlink(missing_ok=True)
+
     def cycle(self) -> WatchMetrics:
         """One discover-process-deliver-commit cycle."""
         t0 = time.monotonic()
@@ -482,16 +557,23 @@ class Watcher:
             self._recover(st)
         shutil.rmtree(self.staging, ignore_errors=True)
         work: list[Unit] = []
+        discovered = time.time()
         for src in self.sources:
             work.extend(src.discover(st.checkpoints.setdefault(src.name, {})))
         pending = max(0, len(work) - MAX_UNITS_PER_CYCLE)
         work = work[:MAX_UNITS_PER_CYCLE]
         results = []
+        done: list[Unit] = []
         for unit in work:
             res = self._stage(unit)
+            if not unit.verify():  # the file changed under the read: planned again later
+                self._unstage(unit)
+                pending += 1
+                continue
             st.absorb(res)
             unit.record()
             results.append(res)
+            done.append(unit)
         meta = st.checkpoints.setdefault("_watch", {})
         dead = 0
         tail_units = [u for src in self.sources
@@ -509,8 +591,19 @@ class Watcher:
                                              if TAIL_PREFIX not in n]
                                   + [(self.staging / QUARANTINE_DIR, n) for n in staged])
             shards = sorted((self.staging / EVENTS_DIR).glob("*.parquet"))
-            counts = self.sink.deliver(self.out, shards, summary, inventory, edges, resources,
-                                       alerts)
+            try:
+                counts = self.sink.deliver(self.out, shards, summary, inventory, edges,
+                                           resources, alerts)
+            except EngineUnavailable as exc:
+                shutil.rmtree(self.staging, ignore_errors=True)
+                self._outage(str(exc))
+                return WatchMetrics(st.cycle, _now(), None, 0, len(work) + pending, 0, 0.0, 0,
+                                    0, int(meta.get("keys", 0)), int(meta.get("alerts", 0)),
+                                    engine_down=True)
+            if self._down_since is not None:
+                LOG.warning("engine back after %.0fs; the cycles it missed are delivered",
+                            time.monotonic() - self._down_since)
+                self._down_since, self.backoff = None, 0.0
             dead = counts.get("dead_lettered", 0)
             st.cycle += 1
             meta.update(keys=len(inventory), alerts=len(alerts))
@@ -522,30 +615,54 @@ class Watcher:
         n_keys, n_alerts = int(meta.get("keys", 0)), int(meta.get("alerts", 0))
         events = sum(r.summary["events"] for r in results)
         dt = max(time.monotonic() - t0, 1e-6)
-        lag = None
+        searchable = time.time()
+        latencies = [max(0.0, searchable - (u.landed or discovered)) for u in done]
+        fresh = None
         if st.max_ts:
-            lag = max(0.0, time.time() - to_epoch_ms(st.max_ts) / 1000)
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-        m = WatchMetrics(st.cycle, now, lag, len(results), pending, events, events / dt,
+            fresh = round(max(0.0, searchable - to_epoch_ms(st.max_ts) / 1000), 3)
+        m = WatchMetrics(st.cycle, _now(), _percentile(latencies, 0.5), len(results), pending,
+                         events, events / dt,
                          sum(sum(f["quarantined"].values()) for f in st.files.values()), dead,
-                         n_keys, n_alerts)
+                         n_keys, n_alerts, latency_p95_seconds=_percentile(latencies, 0.95),
+                         event_freshness_seconds=fresh)
         if results:
             with (self.out / "metrics.ndjson").open("ab") as fh:
                 fh.write(orjson.dumps(m.__dict__) + b"\n")
         return m
 
-    def run(self, once: bool = False) -> None:
+    def run(self, once: bool = False) -> WatchMetrics | None:
+        """Cycles until SIGTERM/SIGINT (or one with `once`); returns the last metrics."""
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+        m = None
         while not self._stop:
             m = self.cycle()
-            if not self.quiet and (m.units_processed or once):
+            if not self.quiet and (m.units_processed or once) and not m.engine_down:
                 print(m.line(), file=sys.stderr, flush=True)
             if once:
-                return
-            deadline = time.monotonic() + self.interval
+                return m
+            deadline = time.monotonic() + (self.backoff if m.engine_down else self.interval)
             while not self._stop and time.monotonic() < deadline:
                 time.sleep(min(0.2, self.interval))
+        return m
+
+
+def _duration(seconds: float) -> str:
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= n:
+            return f"{seconds / n:,.0f}{unit}"
+    return f"{seconds:,.0f}s"
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    return round(v[min(len(v) - 1, int(q * len(v)))], 3)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def _shards(qdir: Path) -> list[str]:
