@@ -10,7 +10,8 @@
 #   make bench   benchmark tables (never fail a build)
 #   make lint    ruff + mypy --strict
 #   make soak    long randomized live-mode acceptance run: random feeds, kill -9, rotations
-#                (SOAK_FEEDS, SOAK_STEPS); prints one row per feed, fails on any difference
+#                (SOAK_FEEDS, SOAK_STEPS); prints one row per feed, fails on any difference;
+#                SOAK_OPENSEARCH=http://127.0.0.1:PORT adds engine outages and compares documents
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -66,7 +67,8 @@ lint: venv
 	$(VENV)/bin/mypy
 
 soak: venv native
-	PYTHONPATH=$(CURDIR) $(VPY) -m tests.live_feed --feeds $(SOAK_FEEDS) --steps $(SOAK_STEPS)
+	PYTHONPATH=$(CURDIR) $(VPY) -m tests.live_feed --feeds $(SOAK_FEEDS) --steps $(SOAK_STEPS) \
+	    $(if $(SOAK_OPENSEARCH),--opensearch $(SOAK_OPENSEARCH))
 
 clean-servers:
 	rm -rf .cache/servers

@@ -252,12 +252,36 @@ def run_feed(seed: int, work: Path, steps: int = 40, sink: list[str] | None = No
     return res
 
 
+def _engine_feed(seed: int, work: Path, steps: int, url: str) -> FeedResult:
+    from tests.test_sink_opensearch import Proxy
+
+    prefix = f"ktsoak{seed}"
+    setup = subprocess.run([sys.executable, "-m", "pipelines.cli", "setup", "--sink",
+                            "opensearch", "--sink-url", url, "--index-prefix", prefix,
+                            "--roles-out", str(work.parent / "roles")], cwd=REPO,
+                           capture_output=True, text=True, timeout=300, check=False)
+    if setup.returncode != 0:
+        raise SystemExit(setup.stderr[-2000:])
+    proxy = Proxy(url)
+    proxy.start()
+    try:
+        sink = ["--sink", "opensearch", "--sink-url", proxy.url, "--index-prefix", prefix]
+        r = run_feed(seed, work, steps, sink=sink, outage=(proxy.stop, proxy.start))
+        r.differences.update(engine_differences(url, prefix, work / "batch",
+                                                bool(r.rotations or r.copytruncates)))
+        return r
+    finally:
+        proxy.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--feeds", type=int, default=20)
     ap.add_argument("--steps", type=int, default=80)
     ap.add_argument("--first-seed", type=int, default=1000)
     ap.add_argument("--work", default="")
+    ap.add_argument("--opensearch", help="URL of a running OpenSearch node (set up per feed "
+                    "with its own index prefix); outages are injected by a proxy")
     args = ap.parse_args(argv)
     import tempfile
 
@@ -266,7 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     totals = FeedResult(0, 0)
     for seed in range(args.first_seed, args.first_seed + args.feeds):
-        r = run_feed(seed, root / f"feed-{seed}", args.steps)
+        if args.opensearch:
+            r = _engine_feed(seed, root / f"feed-{seed}", args.steps, args.opensearch)
+        else:
+            r = run_feed(seed, root / f"feed-{seed}", args.steps)
         print(r.row(), flush=True)
         for k, v in r.differences.items():
             print(f"       {k}: {v}", flush=True)
@@ -283,3 +310,60 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def engine_documents(url: str, prefix: str) -> dict[tuple[str, str], str]:
+    """Every document of the prefix's indices: (index, _id) -> canonical JSON source."""
+    from opensearchpy import OpenSearch
+    from opensearchpy.helpers import scan
+
+    client = OpenSearch(url, timeout=60)
+    try:
+        client.indices.refresh(index=f"{prefix}-*", ignore_unavailable=True)
+        return {(h["_index"], h["_id"]): orjson.dumps(h["_source"], option=orjson.OPT_SORT_KEYS)
+                .decode() for h in scan(client, index=f"{prefix}-*",
+                                        query={"query": {"match_all": {}}})}
+    finally:
+        client.close()
+
+
+def expected_documents(out: Path, prefix: str) -> dict[tuple[str, str], str]:
+    """The documents one batch run's local store becomes in the engine."""
+    from pipelines.sinks.documents import store_actions
+
+    return {(a.index, a.id): orjson.dumps(a.source, option=orjson.OPT_SORT_KEYS).decode()
+            for a in store_actions(out, prefix)}
+
+
+def engine_differences(url: str, prefix: str, ref: Path, ignore_paths: bool
+                       ) -> dict[str, str]:
+    from tests.live_equivalence import _scrub
+
+    def canon(docs: dict[tuple[str, str], str]) -> dict[tuple[str, str], str]:
+        if not ignore_paths:
+            return docs
+        return {k: orjson.dumps(_scrub(_flat_paths(orjson.loads(v))),
+                                option=orjson.OPT_SORT_KEYS).decode() for k, v in docs.items()}
+
+    got, want = canon(engine_documents(url, prefix)), canon(expected_documents(ref, prefix))
+    out: dict[str, str] = {}
+    extra, missing = sorted(set(got) - set(want)), sorted(set(want) - set(got))
+    if extra or missing:
+        out["engine_ids"] = f"only engine: {extra[:3]}; only batch: {missing[:3]}"
+    changed = sorted(k for k in set(got) & set(want) if got[k] != want[k])
+    if changed:
+        k = changed[0]
+        out["engine_content"] = (f"{len(changed)} documents differ, e.g. {k}: engine "
+                                 f"{got[k][:400]} vs batch {want[k][:400]}")
+    return out
+
+
+def _flat_paths(doc: object) -> object:
+    """Engine documents nest `log.file.path` as log -> file -> path: drop it like the
+    flat key (rotated files)."""
+    if isinstance(doc, dict):
+        return {k: _flat_paths(v) for k, v in doc.items()
+                if not (k == "file" and isinstance(v, dict) and "path" in v)}
+    if isinstance(doc, list):
+        return [_flat_paths(v) for v in doc]
+    return doc
