@@ -25,7 +25,9 @@ from pipelines.sinks.documents import Action
 
 LOG = logging.getLogger("keytrail.sinks")
 RETRIABLE_STATUS: Final[frozenset[int]] = frozenset({408, 429, 500, 502, 503, 504})
-DEFAULT_BATCH_DOCS: Final[int] = 500
+# Fewer round trips: bench/delivery_rate.py measured 0.68x of opensearch-py's 4-thread
+# parallel_bulk at 500 docs per request and 0.91x at 2000 (one local node).
+DEFAULT_BATCH_DOCS: Final[int] = 2000
 DEFAULT_BATCH_BYTES: Final[int] = 5 << 20
 
 
