@@ -72,8 +72,15 @@ def add_bounded(values: set[str], v: str, k: int) -> None:
             values.add(v)
 
 
-def _evidence_key(e: Evidence) -> tuple[str, str]:
-    return (e.timestamp, e.event_id)
+def _evidence_key(e: Evidence) -> tuple[str, str, int, str]:
+    # The same event delivered twice (same id and time, another record) must not make the
+    # kept evidence depend on arrival or merge order: the record's position decides.
+    return (e.timestamp, e.event_id, e.log_offset, e.log_file_path)
+
+
+def _evidence_dict_key(e: dict[str, Any]) -> tuple[str, str, int, str]:
+    return (e["@timestamp"], e["event.id"], e.get("log.offset") or 0,
+            e.get("log.file.path") or "")
 
 
 @dataclass
@@ -101,7 +108,7 @@ class Bucket:
             evidence.sort(key=_evidence_key)
         else:
             worst = evidence[-1]
-            if (ev.timestamp, ev.event_id) < (worst.timestamp, worst.event_id):
+            if _evidence_key(Evidence.of(ev)) < _evidence_key(worst):
                 evidence[-1] = Evidence.of(ev)
                 evidence.sort(key=_evidence_key)
         for name, v in (values or {}).items():
@@ -265,7 +272,7 @@ def suppression_start(ts: str, window: str) -> str:
 def make_alert(meta: DetectorMeta, f: Finding, severity: str | None = None) -> dict[str, Any]:
     """Alert document (DESIGN.md section 3) with a deterministic id."""
     window = suppression_start(f.first_seen, meta.suppression_window)
-    evidence = sorted(f.evidence, key=lambda e: (e.timestamp, e.event_id))[:MAX_ALERT_EVIDENCE]
+    evidence = sorted(f.evidence, key=_evidence_key)[:MAX_ALERT_EVIDENCE]
     sev = severity or (meta.severity if meta.severity_overridden else None) or (
         f.severity or meta.severity)
     risk = meta.risk_score if meta.risk_score_overridden or f.risk_score is None else f.risk_score
@@ -305,9 +312,12 @@ def merge_alerts(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out["@timestamp"] = out["keytrail.alert.last_seen"]
     out["keytrail.alert.event_count"] = (a["keytrail.alert.event_count"]
                                          + b["keytrail.alert.event_count"])
-    ev = {e["event.id"]: e for e in [*a["keytrail.alert.evidence"], *b["keytrail.alert.evidence"]]}
-    out["keytrail.alert.evidence"] = sorted(
-        ev.values(), key=lambda e: (e["@timestamp"], e["event.id"]))[:MAX_ALERT_EVIDENCE]
+    ev: dict[str, dict[str, Any]] = {}
+    for e in sorted([*a["keytrail.alert.evidence"], *b["keytrail.alert.evidence"]],
+                    key=_evidence_dict_key):
+        ev.setdefault(e["event.id"], e)  # one record per event: the first by position
+    out["keytrail.alert.evidence"] = sorted(ev.values(),
+                                            key=_evidence_dict_key)[:MAX_ALERT_EVIDENCE]
     rank = {s: i for i, s in enumerate(SEVERITIES)}
     sev_first = rank.get(first["keytrail.alert.severity"], 0)
     if rank.get(second["keytrail.alert.severity"], 0) > sev_first:

@@ -37,6 +37,7 @@ from bench.corpus import cloudhsm_block, cloudtrail_record, vault_pair
 from tests.live_equivalence import differences
 
 REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "sample_logs"
 BASE = datetime(2026, 3, 1, tzinfo=UTC)
 _CYCLE = re.compile(r"cycle \d+: (\d+) new units")
 
@@ -179,6 +180,13 @@ def run_feed(seed: int, work: Path, steps: int = 40, sink: list[str] | None = No
                 hsm.backlog += cloudhsm_block(rng, BASE + timedelta(seconds=11 * n_hsm),
                                               n_hsm).encode()
                 n_hsm += 1
+            if rng.random() < 0.08:  # real samples: logins, KMIP, syslog frames, repeats
+                hsm.backlog += (SAMPLES / "hsm" / "cloudhsm-hsm-audit.log").read_bytes() \
+                    .rstrip(b"\n") + b"\n\n"
+            if rng.random() < 0.05:
+                vault.backlog += (SAMPLES / "hashicorp_vault" / rng.choice(
+                    ["vault-audit-file.log", "vault-audit-syslog.log", "vault-kmip-audit.log"])
+                ).read_bytes().rstrip(b"\n") + b"\n"
             vault.write_some(res)
             hsm.write_some(res, 700)
             r = rng.random()

@@ -359,3 +359,21 @@ def test_latency_and_event_freshness_are_two_metrics_and_once_counts_all_alerts(
     alerts = len((tmp_path / "out" / "alerts.ndjson").read_text().splitlines())
     again = watcher(src, tmp_path).cycle()  # a new process, nothing new: `watch --once`
     assert again.units_processed == 0 and again.alerts == alerts == m.alerts
+
+
+def test_cloudhsm_session_opened_in_an_earlier_write_names_the_actor(tmp_path: Path) -> None:
+    from tests.golden_util import SAMPLES
+
+    src = tmp_path / "src"
+    src.mkdir()
+    log = src / "hsm.log"
+    data = (SAMPLES / "hsm" / "cloudhsm-hsm-audit.log").read_bytes()
+    cuts = [i + 2 for i in range(len(data)) if data[i:i + 2] == b"\n\n"]
+    w = watcher(src, tmp_path)
+    prev = 0
+    for cut in [*cuts, len(data)]:  # one block per write: every login in an earlier unit
+        with log.open("ab") as fh:
+            fh.write(data[prev:cut])
+        prev = cut
+        w.cycle()
+    assert differences(tmp_path / "out", _batch(src, tmp_path)) == {}
