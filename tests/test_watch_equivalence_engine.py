@@ -43,3 +43,61 @@ def test_random_feed_with_kills_and_outages_equals_batch_in_opensearch(
     print(f"\n{HEADER}\n{res.row()}")
     assert res.kills >= 1 and res.events > 0
     assert res.differences == {}
+
+
+def test_watch_started_during_an_outage_waits_and_delivers(opensearch: Any,
+                                                           tmp_path: Path) -> None:
+    """The engine is down when `keytrail watch` starts and during its first cycles: the
+    daemon keeps running (it used to exit 2), then delivers everything once it is back."""
+    import os
+    import shutil
+    import time
+
+    from tests.golden_util import SAMPLES
+    from tests.live_feed import expected_documents
+
+    url = str(opensearch.url).rstrip("/")
+    prefix = "ktoutage"
+    setup = subprocess.run([sys.executable, "-m", "pipelines.cli", "setup", "--sink",
+                            "opensearch", "--sink-url", url, "--index-prefix", prefix,
+                            "--roles-out", str(tmp_path / "roles")], cwd=REPO,
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert setup.returncode == 0, setup.stderr[-2000:]
+    src = tmp_path / "src"
+    shutil.copytree(SAMPLES / "hashicorp_vault", src)
+    proxy = Proxy(url)
+    proxy.start()
+    proxy.stop()  # the port is known; nothing answers there
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "watch", str(src), "--out",
+         str(tmp_path / "out"), "--state", str(tmp_path / "state"), "--interval", "0.2",
+         "--sink", "opensearch", "--sink-url", proxy.url, "--index-prefix", prefix],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE)
+    try:
+        time.sleep(6)
+        assert proc.poll() is None, "watch exited during the outage"
+        state = tmp_path / "state" / "state.json"
+        assert not state.exists(), "a cycle the engine never acknowledged was committed"
+        proxy.start()
+        ref = tmp_path / "batch"
+        subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(src), "--out",
+                        str(ref), "-q"], cwd=REPO, check=True, timeout=600)
+        want = expected_documents(ref, prefix)
+        deadline = time.time() + 120
+        got: dict[tuple[str, str], str] = {}
+        while time.time() < deadline:
+            from tests.live_feed import engine_documents
+
+            got = engine_documents(url, prefix)
+            if got == want:
+                break
+            time.sleep(1)
+        assert got == want
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+        proxy.stop()
+    text = err.decode()
+    assert "Traceback" not in text
+    assert "engine unavailable" in text and "engine back after" in text, text[-2000:]
