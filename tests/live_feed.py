@@ -316,9 +316,6 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 def engine_documents(url: str, prefix: str) -> dict[tuple[str, str], str]:
     """Every document of the prefix's indices: (index, _id) -> canonical JSON source."""
@@ -375,3 +372,7 @@ def _flat_paths(doc: object) -> object:
     if isinstance(doc, list):
         return [_flat_paths(v) for v in doc]
     return doc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
