@@ -111,9 +111,15 @@ def test_alert_update_keeps_analyst_status() -> None:
     a = Action("alerts", "update", "keytrail-alerts", "x",
                {"keytrail": {"alert": {"status": "open", "severity": "high"}}})
     body = a.body()
-    assert body["script"]["params"] == {"doc": a.source, "owned": ["keytrail", "alert",
-                                                                   "status"]}
+    assert body["doc"] == {"keytrail": {"alert": {"severity": "high"}}}
     assert body["upsert"]["keytrail"]["alert"]["status"] == "open"
+    stored = {"keytrail": {"alert": {"status": "acknowledged", "severity": "low"}},
+              "user": {"id": "gone"}}
+    whole = a.whole(stored)
+    assert whole.op == "index"
+    assert whole.source == {"keytrail": {"alert": {"status": "acknowledged",
+                                                   "severity": "high"}}}
+    assert a.whole(None).source == a.source
     assert Action.from_dict(orjson.loads(orjson.dumps(a.to_dict()))) == a
 
 

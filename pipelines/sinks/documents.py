@@ -36,18 +36,6 @@ ID_FIELDS: Final[dict[str, str]] = {
 }
 # Analysts own an alert's triage status once it exists: re-runs replace everything else.
 ANALYST_OWNED: Final[dict[str, tuple[str, ...]]] = {"alerts": ("keytrail", "alert", "status")}
-# An `update` replaces the whole stored document with the new one, keeping only the
-# analyst-owned field: a field the re-derived record no longer has (a `user.id` that
-# changed to none) must disappear, which a partial `doc` update never does. Painless, the
-# same in Elasticsearch and OpenSearch; an unchanged document is a noop.
-REPLACE_KEEPING_OWNED: Final[str] = (
-    "def cur = ctx._source; def o = cur; List path = params.owned; "
-    "for (k in path) { o = o instanceof Map ? o.get(k) : null; } "
-    "Map doc = params.doc; if (path.size() > 0 && o != null) { def t = doc; "
-    "for (int i = 0; i < path.size() - 1; i++) { t = t.get(path.get(i)); } "
-    "t.put(path.get(path.size() - 1), o); } "
-    "if (doc.equals(cur)) { ctx.op = 'noop'; } else { cur.clear(); cur.putAll(doc); }")
-
 
 @dataclass(frozen=True, slots=True)
 class Action:
@@ -65,10 +53,23 @@ class Action:
     def body(self) -> dict[str, Any]:
         if self.op == "index":
             return self.source
-        owned = ANALYST_OWNED.get(self.family, ())
-        return {"script": {"lang": "painless", "source": REPLACE_KEEPING_OWNED,
-                           "params": {"doc": self.source, "owned": list(owned)}},
-                "upsert": self.source}
+        # Only when the stored version could not be read first (SearchSink.deliver turns
+        # updates into whole-document writes): a partial update keeps the analyst's field.
+        owned = ANALYST_OWNED.get(self.family)
+        partial = _without(self.source, owned) if owned else self.source
+        return {"doc": partial, "upsert": self.source, "detect_noop": True}
+
+    def whole(self, stored: dict[str, Any] | None) -> Action:
+        """This update as an `index` of the whole new document, carrying over the
+        analyst-owned field from the `stored` version (None: no stored version): a field
+        the re-derived record no longer has disappears, which a partial update never does."""
+        owned = ANALYST_OWNED.get(self.family)
+        source = self.source
+        if owned and stored is not None:
+            value = _get_path(stored, owned)
+            if value is not None:
+                source = _with(source, owned, value)
+        return Action(self.family, "index", self.index, self.id, source)
 
     def to_dict(self) -> dict[str, Any]:
         return {"family": self.family, "action": self.header(), "doc": self.source}
@@ -80,6 +81,30 @@ class Action:
 
 
 # --- record <-> document ---------------------------------------------------------------
+
+def _without(doc: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    out = dict(doc)
+    head = path[0]
+    if len(path) == 1:
+        out.pop(head, None)
+    elif isinstance(out.get(head), dict):
+        out[head] = _without(out[head], path[1:])
+    return out
+
+
+def _with(doc: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    out = dict(doc)
+    head = path[0]
+    out[head] = value if len(path) == 1 else _with(
+        out[head] if isinstance(out.get(head), dict) else {}, path[1:], value)
+    return out
+
+
+def _get_path(doc: Any, path: tuple[str, ...]) -> Any:
+    for k in path:
+        doc = doc.get(k) if isinstance(doc, dict) else None
+    return doc
+
 
 def record_to_doc(rec: dict[str, Any], fields: tuple[RecordField, ...],
                   unknown_ns: str) -> dict[str, Any]:

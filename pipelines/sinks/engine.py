@@ -29,6 +29,7 @@ RETRIABLE_STATUS: Final[frozenset[int]] = frozenset({408, 429, 500, 502, 503, 50
 # parallel_bulk at 500 docs per request and 0.91x at 2000 (one local node).
 DEFAULT_BATCH_DOCS: Final[int] = 2000
 DEFAULT_BATCH_BYTES: Final[int] = 5 << 20
+MGET_CHUNK: Final[int] = 500
 
 
 class SinkError(KeytrailError):
@@ -246,7 +247,7 @@ class SearchSink(ABC):
         report = report or DeliveryReport()
         dlq = DeadLetterFile(dead_letter)
         try:
-            for batch in _batches(actions, self.batch_docs, self.batch_bytes):
+            for batch in _batches(self._whole(actions), self.batch_docs, self.batch_bytes):
                 self._send_batch(batch, report, dlq)
         finally:
             self._episode_end("gave up: the rest was dead-lettered" if self._down
@@ -257,6 +258,40 @@ class SearchSink(ABC):
             report.dead_letter_path = str(dead_letter)
             LOG.debug("%d documents dead-lettered to %s", lost, dead_letter)
         return report
+
+    def _whole(self, actions: Iterable[Action]) -> Iterator[Action]:
+        """`update` actions (alerts) become whole-document `index` writes that keep the
+        analyst-owned field of the stored version, read first with one _mget per chunk
+        (no server-side script: painless is not on every node). If the stored versions
+        cannot be read, the updates go as they are (partial; the field is kept anyway)."""
+        chunk: list[Action] = []
+
+        def resolve() -> Iterator[Action]:
+            if not chunk:
+                return
+            try:
+                resp = self.request("POST", "/_mget", {"docs": [
+                    {"_index": a.index, "_id": a.id} for a in chunk]})
+                docs = resp.body.get("docs") if isinstance(resp.body, dict) else None
+            except (RetriableError, EngineError):
+                docs = None
+            if not isinstance(docs, list) or len(docs) != len(chunk):
+                yield from chunk
+            else:
+                for a, d in zip(chunk, docs, strict=True):
+                    found = isinstance(d, dict) and d.get("found")
+                    yield a.whole(d.get("_source") if found else None)
+            chunk.clear()
+
+        for a in actions:
+            if a.op == "update":
+                chunk.append(a)
+                if len(chunk) >= MGET_CHUNK:
+                    yield from resolve()
+                continue
+            yield from resolve()  # keep the order of the stream
+            yield a
+        yield from resolve()
 
     def _send_batch(self, batch: list[tuple[Action, bytes]], report: DeliveryReport,
                     dlq: DeadLetterFile) -> None:
