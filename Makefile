@@ -12,6 +12,9 @@
 #   make lock    rewrite requirements.lock from the venv (after changing dependencies)
 #   make audit   pip-audit over requirements.lock (online, else the local advisory snapshot)
 #   make fuzz    every fuzz target for FUZZ_SECONDS each (CI runs a short budget in pytest)
+#   make soak    long randomized live-mode acceptance run: random feeds, kill -9, rotations
+#                (SOAK_FEEDS, SOAK_STEPS); prints one row per feed, fails on any difference;
+#                SOAK_OPENSEARCH=http://127.0.0.1:PORT adds engine outages and compares documents
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -22,7 +25,10 @@ ARTIFACTS ?= test-artifacts
 FUZZ_SECONDS ?= 600
 FUZZ_DIR ?= .cache/fuzz
 
-.PHONY: setup venv native servers system test run bench lint clean-servers lock audit fuzz
+SOAK_FEEDS ?= 20
+SOAK_STEPS ?= 80
+
+.PHONY: setup venv native servers system test run bench lint soak clean-servers lock audit fuzz
 
 setup: venv native servers
 
@@ -78,6 +84,10 @@ fuzz: venv native
 	  $(VPY) -m tests.fuzz.run_atheris $$t --seconds $(FUZZ_SECONDS) --workdir $(FUZZ_DIR) \
 	    || { rc=1; echo "fuzz: $$t found a problem: see $(FUZZ_DIR)/crash-*"; }; \
 	done; exit $$rc
+
+soak: venv native
+	PYTHONPATH=$(CURDIR) $(VPY) -m tests.live_feed --feeds $(SOAK_FEEDS) --steps $(SOAK_STEPS) \
+	    $(if $(SOAK_OPENSEARCH),--opensearch $(SOAK_OPENSEARCH))
 
 clean-servers:
 	rm -rf .cache/servers

@@ -290,7 +290,7 @@ def suppression_start(ts: str, window: str) -> str:
 def make_alert(meta: DetectorMeta, f: Finding, severity: str | None = None) -> dict[str, Any]:
     """Alert document (DESIGN.md section 3) with a deterministic id."""
     window = suppression_start(f.first_seen, meta.suppression_window)
-    evidence = sorted(f.evidence, key=lambda e: (e.timestamp, e.event_id))[:MAX_ALERT_EVIDENCE]
+    evidence = sorted(f.evidence, key=_evidence_key)[:MAX_ALERT_EVIDENCE]
     sev = severity or (meta.severity if meta.severity_overridden else None) or (
         f.severity or meta.severity)
     risk = meta.risk_score if meta.risk_score_overridden or f.risk_score is None else f.risk_score

@@ -221,6 +221,19 @@ class LogParser(ABC):
     def parse(self, stream: IO[bytes], path: str) -> Iterator[ParseOutcome]:
         """Yield exactly one outcome per input record of the (decompressed) stream."""
 
+    # Live mode reads a growing file in consecutive byte ranges. A parser whose outcomes
+    # depend on earlier records (Vault request/response pairing) keeps that state in
+    # `carry`, a JSON-able list with absolute offsets that the watcher checkpoints with
+    # the file's offset. The ranges parsed in order with `final=True` on the last one give
+    # exactly the outcomes of `parse` over the whole file.
+    offset_extras: ClassVar[tuple[str, ...]] = ()  # extra fields that hold byte offsets
+
+    def parse_range(self, stream: IO[bytes], path: str, carry: list[Any], base: int,
+                    final: bool) -> Iterator[ParseOutcome]:
+        """Outcomes of one byte range starting at `base` (offsets relative to it);
+        `carry` is read and replaced in place. Stateless parsers need no override."""
+        return self.parse(stream, path)
+
 
 @dataclass
 class ParserRegistry:

@@ -66,7 +66,7 @@ def parse_stream(
         return None, iter([quarantine("unrecognized_format", path, 0, head)])
     outcomes = _guarded(parser, src, path)
     if parser.options.redact_encryption_context:
-        outcomes = _redact_quarantine_contexts(outcomes)
+        outcomes = redact_quarantine_contexts(outcomes)
     return parser.dataset, outcomes
 
 
@@ -87,7 +87,7 @@ def _guarded(parser: LogParser, src: Source, path: str) -> Iterator[ParseOutcome
                          f"{err}; every record before it was read, the rest is unreadable")
 
 
-def _redact_quarantine_contexts(outcomes: Iterator[ParseOutcome]) -> Iterator[ParseOutcome]:
+def redact_quarantine_contexts(outcomes: Iterator[ParseOutcome]) -> Iterator[ParseOutcome]:
     """`redact_encryption_context: true` holds for quarantine excerpts too (raw bytes)."""
     for o in outcomes:
         if isinstance(o, Quarantined):

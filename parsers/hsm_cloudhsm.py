@@ -209,6 +209,10 @@ class _Sessions:
     def close(self, key: tuple[str, int, int]) -> None:
         self._table.pop(key, None)
 
+    def items(self) -> list[tuple[tuple[str, int, int], tuple[str, str]]]:
+        """Open sessions, least recently opened first."""
+        return list(self._table.items())
+
 
 class _Context:
     """Where blocks come from: HSM / cluster identity and the session table."""
@@ -704,8 +708,20 @@ class CloudHsmAuditTextParser(LogParser):
         return 0
 
     def parse(self, stream: IO[bytes], path: str) -> Iterator[ParseOutcome]:
-        interpreter = _BlockInterpreter(self)
+        return self._parse(stream, path, _Context(None, None))
+
+    def parse_range(self, stream: IO[bytes], path: str, carry: list[Any], base: int,
+                    final: bool) -> Iterator[ParseOutcome]:
+        """One byte range of a growing file: `carry` holds the open sessions (who logged
+        in on which connection) as [hsm, reboot counter, connection, user, user type]."""
         ctx = _Context(None, None)
+        for hsm, reboot, conn, user, utype in carry:
+            ctx.sessions.open((hsm, reboot, conn), (user, utype))
+        yield from self._parse(stream, path, ctx)
+        carry[:] = [] if final else [[*k, *v] for k, v in ctx.sessions.items()]
+
+    def _parse(self, stream: IO[bytes], path: str, ctx: _Context) -> Iterator[ParseOutcome]:
+        interpreter = _BlockInterpreter(self)
         tally = tally_of(stream)
         for offset, lines, overlong in _iter_blocks(stream, self.options.max_line_bytes):
             tally.records += 1

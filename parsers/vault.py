@@ -857,8 +857,28 @@ class VaultAuditParser(LogParser):
         return hint
 
     # -----------------------------------------------------------------------------------
+    offset_extras = ("hashicorp_vault.request_offset",)
+
     def parse(self, stream: IO[bytes], path: str) -> Iterator[ParseOutcome]:
+        return self._parse(stream, path, {}, final=True)
+
+    def parse_range(self, stream: IO[bytes], path: str, carry: list[Any], base: int,
+                    final: bool) -> Iterator[ParseOutcome]:
+        """One byte range of a growing file: `carry` holds the requests still waiting for
+        their response as [absolute offset, record JSON, syslog host], in table order."""
         pending: dict[str, _Pending] = {}
+        out: list[ParseOutcome] = []
+        for offset, body, host in carry:
+            self._record(offset - base, body.encode(), path, pending, out)
+            key = next(reversed(pending))
+            pending[key] = pending[key]._replace(host=host)
+        assert not out, "a carried request re-read as something other than pending"
+        yield from self._parse(stream, path, pending, final)
+        carry[:] = [] if final else [[p.offset + base, bytes(p.raw).decode(), p.host]
+                                     for p in pending.values()]
+
+    def _parse(self, stream: IO[bytes], path: str, pending: dict[str, _Pending],
+               final: bool) -> Iterator[ParseOutcome]:
         out: list[ParseOutcome] = []
         if _NATIVE_STREAM is not None and not self.options.include_original \
                 and MAX_PENDING == _NATIVE_MAX_PENDING:
@@ -876,7 +896,7 @@ class VaultAuditParser(LogParser):
                 if out:
                     yield from out
                     out.clear()
-        while pending:
+        while final and pending:
             key = next(iter(pending))
             yield self._unanswered(pending.pop(key), path)
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import shlex
 import sys
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +18,11 @@ import orjson
 from parsers.base import KeytrailError
 from parsers.escaping import json_line, terminal, terminal_text
 
-EXIT_USAGE = 2
+# Exit codes (README "Exit codes"): a scheduler must be able to tell them apart.
+EXIT_OK = 0  # the run completed and everything was delivered
+EXIT_FAILED = 1  # the run failed (an unexpected error; nothing is known to be complete)
+EXIT_USAGE = 2  # bad invocation, config or sink setup: one line says what to fix
+EXIT_DEAD_LETTERED = 3  # the run completed, but some documents are only in dead letters
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -63,7 +70,30 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         write_json(Path(args.out) / "run_summary.json", summary)
     if not args.quiet:
         print(terminal_text(render_summary(summary, args.out)))
-    return 0
+    dead = sum(int(c.get("dead_lettered", 0)) for c in delivered.values() if isinstance(c, dict))
+    if dead:
+        sent = sum(int(c.get("indexed", 0)) + int(c.get("updated", 0)) + int(c.get("failed", 0))
+                   for c in delivered.values() if isinstance(c, dict))
+        print(f"keytrail: run completed, but {dead:,} of {sent:,} documents were not "
+              f"delivered and are in {delivered['dead_letter_path']}; once the engine is "
+              f"back, run: {replay_command(args, str(delivered['dead_letter_path']))}",
+              file=sys.stderr)
+        return EXIT_DEAD_LETTERED
+    return EXIT_OK
+
+
+def replay_command(args: argparse.Namespace, path: str) -> str:
+    """The `keytrail replay` line for these sink options (URL without credentials)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from pipelines.sinks.settings import resolve
+
+    s = resolve(args)
+    u = urlsplit(s.url)
+    url = urlunsplit(u._replace(netloc=u.hostname + (f":{u.port}" if u.port else ""))) \
+        if u.hostname else s.url
+    return (f"keytrail replay {shlex.quote(path)} --sink {s.kind} --sink-url "
+            f"{shlex.quote(url)} --index-prefix {shlex.quote(s.prefix)}")
 
 
 def render_summary(s: dict[str, Any], out: str) -> str:
@@ -265,15 +295,24 @@ def cmd_watch(args: argparse.Namespace, extra: list[str]) -> int:
     claim_out_dir(Path(args.out))
     args.config = cfg
     from pipelines import sinks
+    from pipelines.sinks.engine import EngineUnreachable
     from pipelines.watch import SearchWatchSink
 
-    sinks.preflight(args)
+    try:
+        sinks.preflight(args)
+    except EngineUnreachable as exc:  # a daemon waits for its engine; setup errors still stop
+        logging.getLogger("keytrail.watch").warning("%s; watching anyway, delivering when it "
+                                                    "answers", exc)
     sink = SearchWatchSink(args, Path(args.state) / "alert_journal.json") if _remote(
         args) else None
     w = Watcher(sources, args.out, args.state, cfg, interval=args.interval, quiet=args.quiet,
                 **({"sink": sink} if sink else {}))
-    w.run(once=args.once)
-    return 0
+    last = w.run(once=args.once)
+    if last is not None and last.engine_down:
+        print("keytrail: the engine did not acknowledge the cycle; nothing was committed, "
+              "the next watch delivers it", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int]]]:
@@ -292,6 +331,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int
     r.add_argument("--runner", help="Beam runner (default: in-process); other Beam options "
                    "such as --flink_master=... are passed through")
     r.add_argument("-q", "--quiet", action="store_true")
+    r.add_argument("-v", "--verbose", action="store_true",
+                   help="log details, including the search client's own messages")
     sink_options(r)
     handlers["run"] = cmd_run
 
@@ -306,6 +347,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int
     w.add_argument("--once", action="store_true", help="run one cycle and exit")
     w.add_argument("--config")
     w.add_argument("-q", "--quiet", action="store_true")
+    w.add_argument("-v", "--verbose", action="store_true",
+                   help="log details, including the search client's own messages")
     sink_options(w)
     handlers["watch"] = cmd_watch
 
@@ -366,11 +409,21 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = ap.parse_known_args(argv)
     if extra and args.command != "run":
         ap.error(f"unrecognized arguments: {' '.join(extra)}")
+    verbose = bool(getattr(args, "verbose", False))
+    from pipelines import logs
+
+    logs.configure(verbose)
     try:
         return handlers[args.command](args, extra)
     except KeytrailError as exc:
         print(f"keytrail: {terminal(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:  # one line, not a traceback (--verbose: both)
+        if verbose:
+            traceback.print_exc()
+        print(f"keytrail: {args.command} failed: {type(exc).__name__}: {str(exc)[:500]}"
+              + ("" if verbose else " (--verbose shows the traceback)"), file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("keytrail: interrupted", file=sys.stderr)
         return 130

@@ -30,6 +30,7 @@ of the index (numpy), plus Arrow columns for the candidate rows only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ def _by_unit(units: list[str], unit_idx: Any, rows: Any) -> Rows:
     return {units[i]: np.sort(rows[unit_idx == i]) for i in np.unique(unit_idx).tolist()}
 
 
-def find_duplicates(st: RunState, events_dir: Path) -> tuple[Rows, Rows]:
+def find_duplicates(st: RunState, events_dir: Callable[[str], Path]) -> tuple[Rows, Rows]:
     """(rows holding a copy of an event kept elsewhere, kept rows that are not their
     event's first copy by (path, offset)), by unit. The second is only ever non-empty in
     live mode, where a committed copy is kept even when a later one sorts before it."""
@@ -91,7 +92,7 @@ def find_duplicates(st: RunState, events_dir: Path) -> tuple[Rows, Rows]:
         rows = np.flatnonzero(np.isin(ids, prefixes))
         if not len(rows):
             continue
-        path = shard_path(events_dir, unit)
+        path = shard_path(events_dir(unit), unit)
         try:
             pf = pq.ParquetFile(path)
         except OSError:
@@ -141,11 +142,17 @@ def find_duplicates(st: RunState, events_dir: Path) -> tuple[Rows, Rows]:
     return dropped, _by_unit(units, unit_col[idx], row_col[idx])
 
 
-def drop_duplicates(st: RunState, out_dir: Path, processor: FileProcessor) -> int:
+def drop_duplicates(st: RunState, out_dir: Path, processor: FileProcessor,
+                    staging: Path | None = None) -> int:
     """Keep one copy of every event in the run state and the event store; returns how
     many copies were dropped. `processor` must fold events as the run did (same window,
-    detectors and gating)."""
-    events_dir = out_dir / EVENTS_DIR
+    detectors and gating). In live mode the shards of units not yet committed are in the
+    cycle's `staging` directory."""
+
+    def events_dir(unit: str) -> Path:
+        base = staging if staging is not None and unit not in st.committed else out_dir
+        return base / EVENTS_DIR
+
     dropped, repoint = find_duplicates(st, events_dir)
     if not dropped:
         return 0
@@ -153,7 +160,7 @@ def drop_duplicates(st: RunState, out_dir: Path, processor: FileProcessor) -> in
     total = 0
     for unit in sorted(dropped):
         rows = dropped[unit]
-        path = shard_path(events_dir, unit)
+        path = shard_path(events_dir(unit), unit)
         table = pq.ParquetFile(path).read()
         copies = table.take(pa.array(rows))
         processor.fold((KeyEvent.from_flat(r)
@@ -173,9 +180,9 @@ def drop_duplicates(st: RunState, out_dir: Path, processor: FileProcessor) -> in
     return total
 
 
-def _read_rows(events_dir: Path, rows: Rows) -> list[KeyEvent]:
+def _read_rows(events_dir: Callable[[str], Path], rows: Rows) -> list[KeyEvent]:
     out: list[KeyEvent] = []
     for unit in sorted(rows):
-        table = pq.ParquetFile(shard_path(events_dir, unit)).read().take(pa.array(rows[unit]))
+        table = pq.ParquetFile(shard_path(events_dir(unit), unit)).read().take(pa.array(rows[unit]))
         out += [KeyEvent.from_flat(r) for r in flat_rows(table)]
     return out

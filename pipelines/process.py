@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from sys import intern
-from typing import Any, Final, TypeAlias
+from typing import IO, Any, Final, TypeAlias, cast
 
 import numpy as np
 import orjson
@@ -49,8 +49,8 @@ from parsers.base import (
     quarantine,
     stable_id,
 )
-from parsers.detect import parse_stream
-from parsers.framing import Tally
+from parsers.detect import open_detected, parse_stream, redact_quarantine_contexts
+from parsers.framing import Source, Tally
 from parsers.schema import KeyEvent
 from pipelines.outdir import atomic_write
 from pipelines.sources import InputFile, open_input
@@ -197,11 +197,15 @@ def _wants(ops: frozenset[str] | None, meta: DetectorMeta, ds: str, op: str) -> 
     return ops is None or op in ops
 
 
-def _rebase(outcomes: Iterator[ParseOutcome], base: int) -> Iterator[ParseOutcome]:
+def _rebase(outcomes: Iterator[ParseOutcome], base: int,
+            offset_extras: tuple[str, ...] = ()) -> Iterator[ParseOutcome]:
     """Offsets of a byte-range unit are relative to its start; make them absolute."""
     for o in outcomes:
         if isinstance(o, KeyEvent):
             o.log_offset += base
+            for name in offset_extras:
+                if o.extra and name in o.extra:
+                    o.extra[name] += base
             yield o
         else:
             yield dataclasses.replace(o, offset=o.offset + base)
@@ -225,7 +229,33 @@ class FileProcessor:
         self.gates = detection.gates if detection is not None and gate_windows \
             and write_events else {}
 
-    def process(self, f: InputFile) -> FileResult:
+    def _parse_range(self, stream: Any, f: InputFile, resume: dict[str, Any], final: bool,
+                     tally: Tally) -> tuple[str | None, Iterator[ParseOutcome]]:
+        """One byte range of a growing file with the parser its first range chose; the
+        framing counts the range's records into `tally` like a whole file's."""
+        src: Source
+        if resume.get("parser") is None:
+            found, src = open_detected(stream, self.parsers, tally)
+            resume["parser"] = found.id if found is not None else ""
+        else:
+            src = Source(b"", stream, tally)
+        parser = next((p for p in self.parsers if p.id == resume["parser"]), None)
+        if parser is None:  # the file's first range was not recognised: quarantined once
+            head = src.read(512)
+            if f.start == 0 and head:
+                tally.records += 1
+                return None, iter([quarantine("unrecognized_format", f.uri, 0, head)])
+            return None, iter([])
+        outcomes = parser.parse_range(cast(IO[bytes], src), f.uri,
+                                      resume.setdefault("carry", []), f.start, final)
+        if parser.options.redact_encryption_context:
+            outcomes = redact_quarantine_contexts(outcomes)
+        return parser.dataset, _rebase(outcomes, f.start, parser.offset_extras)
+
+    def process(self, f: InputFile, resume: dict[str, Any] | None = None,
+                final: bool = False) -> FileResult:
+        """One input object, or (with `resume`, live mode) one byte range of a growing
+        file; `final` asks for the end-of-file outcomes batch would give there."""
         uri = f.uri
         name = shard_name(f.unit_id)
         base = f.start
@@ -276,9 +306,12 @@ class FileProcessor:
 
             with stream:
                 try:
-                    dataset, outcomes = parse_stream(stream, uri, self.parsers, tally)
-                    if base:
-                        outcomes = _rebase(outcomes, base)
+                    if resume is not None:
+                        dataset, outcomes = self._parse_range(stream, f, resume, final, tally)
+                    else:
+                        dataset, outcomes = parse_stream(stream, uri, self.parsers, tally)
+                        if base:
+                            outcomes = _rebase(outcomes, base)
                     self.fold(key_events(outcomes), res)
                 except Exception as exc:
                     q = quarantine("read_error", uri, last_offset, b"", dataset,

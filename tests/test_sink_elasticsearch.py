@@ -111,11 +111,14 @@ def test_setup_and_delivery_requests(tmp_path: Any) -> None:
     assert bulks and all(r.headers["content-type"] == COMPAT_NDJSON for r in bulks)
     puts = [r for r in srv.requests if r.method == "PUT"]
     assert all(r.headers["content-type"] == COMPAT_JSON for r in puts)
-    # Every action names index and _id; alerts are upserts that keep the analyst's status.
+    # Every action names index and _id; events (the evidence) go first; alerts are
+    # whole-document writes keeping the analyst's status (this fake has no _mget: the
+    # partial-update fallback).
     first = bulks[0].body.splitlines()
     header = orjson.loads(first[0])
-    assert header == {"index": {"_index": "keytrail-inventory",
+    assert header == {"index": {"_index": header["index"]["_index"],
                                 "_id": header["index"]["_id"]}}
+    assert header["index"]["_index"].startswith("keytrail-events-")
     alert_lines = [orjson.loads(b.body.splitlines()[i + 1]) for b in bulks
                    for i, line in enumerate(b.body.splitlines())
                    if line.startswith(b'{"update"')]

@@ -179,6 +179,29 @@ def test_analyst_triage_status_survives_a_rerun(os_url: str,
          {"doc": {"keytrail": {"alert": {"status": "open"}}}}, params={"refresh": "true"})
 
 
+def test_a_rederived_alert_replaces_its_old_version_whole(os_url: str, tmp_path: Path,
+                                                         delivered: tuple[Path, dict[str, Any],
+                                                                          str]) -> None:
+    """A field the new version no longer has disappears (it stayed with partial updates);
+    the analyst's triage status is kept."""
+    _out, _report, prefix = delivered
+    sink = _sink(os_url, prefix)
+    idx = index_name("alerts", prefix)
+    aid = "rederived-alert-1"
+    old = {"keytrail": {"alert": {"id": aid, "status": "open", "event_count": 3}},
+           "user": {"id": "arn:aws:iam::1:user/old"}}
+    new = {"keytrail": {"alert": {"id": aid, "status": "open", "event_count": 4}}}
+    sink.deliver([Action("alerts", "update", idx, aid, old)], tmp_path / "dlq.ndjson")
+    _req(sink, "POST", f"/{idx}/_update/{aid}",
+         {"doc": {"keytrail": {"alert": {"status": "acknowledged"}}}}, params={"refresh": "true"})
+    report = sink.deliver([Action("alerts", "update", idx, aid, new)], tmp_path / "dlq.ndjson")
+    assert report.families["alerts"].dead_lettered == 0
+    src = _req(sink, "GET", f"/{idx}/_doc/{aid}")["_source"]
+    assert "user" not in src, "a field the re-derived alert lost must not survive"
+    assert src["keytrail"]["alert"] == {"id": aid, "status": "acknowledged", "event_count": 4}
+    _req(sink, "DELETE", f"/{idx}/_doc/{aid}", params={"refresh": "true"})
+
+
 def _terms(sink: SearchSink, index: str, field: str, query: dict[str, Any] | None = None,
            size: int = 1000) -> dict[Any, int]:
     body = _req(sink, "POST", f"/{index}/_search", {
@@ -457,3 +480,49 @@ def test_node_stopped_mid_run_then_restarted_and_replayed(opensearch: Any,
     assert sum(replayed[f]["failed"] for f in FAMILIES) == 0
     assert not dlq.exists()
     assert _ids(direct, prefix) == expected
+
+
+def test_run_with_dead_letters_exits_3_with_one_summary_line(
+        os_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`keytrail run` whose engine dies mid-delivery: exit code 3 (not 0), one line naming
+    the count and the replay command, one line for the retry episode, no traceback."""
+    from pipelines import cli
+    from tests.golden_util import SAMPLES
+
+    prefix = "ktexit"
+    _setup(os_url, prefix, tmp_path)
+    proxy = Proxy(os_url)
+    proxy.start()
+    real_init = SearchSink.__init__
+    real_bulk_calls = {"n": 0}
+
+    def fast_retries(self: SearchSink, *a: Any, **kw: Any) -> None:
+        real_init(self, *a, **kw)
+        self.retry = RetryPolicy(max_retries=2, base_seconds=0.01, max_seconds=0.05)
+        self.batch_docs = 100
+        real_bulk = self.bulk
+
+        def bulk_then_die(payload: bytes) -> dict[str, Any]:
+            real_bulk_calls["n"] += 1
+            if real_bulk_calls["n"] == 3:
+                proxy.stop()  # failure injection: the engine goes away mid-run
+            return real_bulk(payload)
+
+        self.bulk = bulk_then_die  # type: ignore[method-assign]
+
+    monkeypatch.setattr(SearchSink, "__init__", fast_retries)
+    try:
+        rc = cli.main(["run", str(SAMPLES), "--out", str(tmp_path / "out"), "-q", "--sink",
+                       "opensearch", "--sink-url", proxy.url, "--index-prefix", prefix])
+    finally:
+        proxy.stop()
+    err = capsys.readouterr().err
+    assert rc == cli.EXIT_DEAD_LETTERED == 3
+    assert "Traceback" not in err
+    lines = [x for x in err.splitlines() if x.strip()]
+    summary = [x for x in lines if "documents were not delivered" in x]
+    assert len(summary) == 1, err
+    assert f"keytrail replay {tmp_path / 'out' / 'dead_letter.ndjson'} --sink opensearch" \
+        in summary[0]
+    assert len(lines) <= 3, err  # the summary and one line per retry episode

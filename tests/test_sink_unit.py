@@ -113,6 +113,13 @@ def test_alert_update_keeps_analyst_status() -> None:
     body = a.body()
     assert body["doc"] == {"keytrail": {"alert": {"severity": "high"}}}
     assert body["upsert"]["keytrail"]["alert"]["status"] == "open"
+    stored = {"keytrail": {"alert": {"status": "acknowledged", "severity": "low"}},
+              "user": {"id": "gone"}}
+    whole = a.whole(stored)
+    assert whole.op == "index"
+    assert whole.source == {"keytrail": {"alert": {"status": "acknowledged",
+                                                   "severity": "high"}}}
+    assert a.whole(None).source == a.source
     assert Action.from_dict(orjson.loads(orjson.dumps(a.to_dict()))) == a
 
 
@@ -312,3 +319,10 @@ def test_unreachable_sink_is_one_clear_line(tmp_path: Path) -> None:
         sinks.deliver(str(out), _ns(sink="elasticsearch", sink_url=url))
     rc, msg = _cli(["replay", str(tmp_path / "x"), "--sink", "opensearch", "--sink-url", url])
     assert rc == 2 and "cannot reach" in msg
+
+
+def test_events_are_sent_before_the_records_that_cite_them() -> None:
+    families = [a.family for a in store_actions(local_store(), "kt")]
+    last_event = max(i for i, f in enumerate(families) if f == "events")
+    first_other = min(i for i, f in enumerate(families) if f != "events")
+    assert last_event < first_other, "an alert or inventory record went before its evidence"

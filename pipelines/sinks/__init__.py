@@ -101,7 +101,8 @@ def preflight(args_or_cfg: Any) -> None:
 
 
 def deliver(out_dir: str, args_or_cfg: Any, shards: list[Path] | None = None,
-            withdrawn_alerts: list[str] | None = None, **kw: Any) -> dict[str, Any]:
+            withdrawn_alerts: list[str] | None = None, dead_letter: Path | None = None,
+            **kw: Any) -> dict[str, Any]:
     """Push a whole local store into the configured engine.
 
     Returns per index family {indexed, updated, failed, dead_lettered, retried} plus
@@ -120,7 +121,8 @@ def deliver(out_dir: str, args_or_cfg: Any, shards: list[Path] | None = None,
             raise SinkError(f"index template {missing[0]} is not installed on {settings.url}: "
                             f"run 'keytrail setup --sink {settings.kind} --sink-url "
                             f"{settings.url}' first")
-        dlq = Path(settings.dead_letter) if settings.dead_letter else out / DEAD_LETTER_NAME
+        dlq = dead_letter or (Path(settings.dead_letter) if settings.dead_letter
+                              else out / DEAD_LETTER_NAME)
         actions = store_actions(out, settings.prefix, shards)
         if withdrawn_alerts:
             target = index_name("alerts", settings.prefix)

@@ -34,9 +34,8 @@ ID_FIELDS: Final[dict[str, str]] = {
     "edges": "edge_id",
     "alerts": "keytrail.alert.id",
 }
-# Analysts own an alert's triage status once it exists: re-runs update everything else.
+# Analysts own an alert's triage status once it exists: re-runs replace everything else.
 ANALYST_OWNED: Final[dict[str, tuple[str, ...]]] = {"alerts": ("keytrail", "alert", "status")}
-
 
 @dataclass(frozen=True, slots=True)
 class Action:
@@ -54,9 +53,23 @@ class Action:
     def body(self) -> dict[str, Any]:
         if self.op == "index":
             return self.source
+        # Only when the stored version could not be read first (SearchSink.deliver turns
+        # updates into whole-document writes): a partial update keeps the analyst's field.
         owned = ANALYST_OWNED.get(self.family)
         partial = _without(self.source, owned) if owned else self.source
         return {"doc": partial, "upsert": self.source, "detect_noop": True}
+
+    def whole(self, stored: dict[str, Any] | None) -> Action:
+        """This update as an `index` of the whole new document, carrying over the
+        analyst-owned field from the `stored` version (None: no stored version): a field
+        the re-derived record no longer has disappears, which a partial update never does."""
+        owned = ANALYST_OWNED.get(self.family)
+        source = self.source
+        if owned and stored is not None:
+            value = _get_path(stored, owned)
+            if value is not None:
+                source = _with(source, owned, value)
+        return Action(self.family, "index", self.index, self.id, source)
 
     def to_dict(self) -> dict[str, Any]:
         return {"family": self.family, "action": self.header(), "doc": self.source}
@@ -67,19 +80,31 @@ class Action:
         return Action(d["family"], op, meta["_index"], meta["_id"], d["doc"])
 
 
+# --- record <-> document ---------------------------------------------------------------
+
 def _without(doc: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
     out = dict(doc)
     head = path[0]
-    if head not in out:
-        return out
     if len(path) == 1:
-        del out[head]
-    elif isinstance(out[head], dict):
+        out.pop(head, None)
+    elif isinstance(out.get(head), dict):
         out[head] = _without(out[head], path[1:])
     return out
 
 
-# --- record <-> document ---------------------------------------------------------------
+def _with(doc: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    out = dict(doc)
+    head = path[0]
+    out[head] = value if len(path) == 1 else _with(
+        out[head] if isinstance(out.get(head), dict) else {}, path[1:], value)
+    return out
+
+
+def _get_path(doc: Any, path: tuple[str, ...]) -> Any:
+    for k in path:
+        doc = doc.get(k) if isinstance(doc, dict) else None
+    return doc
+
 
 def record_to_doc(rec: dict[str, Any], fields: tuple[RecordField, ...],
                   unknown_ns: str) -> dict[str, Any]:
@@ -212,11 +237,13 @@ def store_actions(out_dir: Path, prefix: str,
     """Every document of a local store, family by family (events streamed).
 
     With `shards`, only those event shards are sent (live mode: the cycle's new units).
+    Evidence before conclusions: events go first, then the inventory, edges and alerts
+    that cite them, so an analyst following an alert finds its evidence.
     """
     if not (out_dir / "run_summary.json").exists():
         raise KeytrailError(f"{out_dir} is not a keytrail output directory (no "
                             "run_summary.json): run 'keytrail run --out DIR' first")
+    yield from event_actions(out_dir, prefix, shards)
     yield from inventory_actions(out_dir, prefix)
     yield from edge_actions(out_dir, prefix)
     yield from alert_actions(out_dir, prefix)
-    yield from event_actions(out_dir, prefix, shards)
