@@ -873,9 +873,14 @@ class VaultAuditParser(LogParser):
             key = next(reversed(pending))
             pending[key] = pending[key]._replace(host=host)
         assert not out, "a carried request re-read as something other than pending"
+        # A request still waiting is counted by the range that yields its outcome: the
+        # range it came from hands it on, so every range's records_in meets its outcomes.
+        tally = framing.tally_of(stream)
+        tally.records += len(carry)
         yield from self._parse(stream, path, pending, final)
         carry[:] = [] if final else [[p.offset + base, bytes(p.raw).decode(), p.host]
                                      for p in pending.values()]
+        tally.records -= len(carry)
 
     def _parse(self, stream: IO[bytes], path: str, pending: dict[str, _Pending],
                final: bool) -> Iterator[ParseOutcome]:

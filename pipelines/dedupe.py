@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pyarrow as pa
@@ -75,7 +75,7 @@ def _by_unit(units: list[str], unit_idx: Any, rows: Any) -> Rows:
     return {units[i]: np.sort(rows[unit_idx == i]) for i in np.unique(unit_idx).tolist()}
 
 
-def find_duplicates(st: RunState, events_dir: Callable[[str], Path]) -> tuple[Rows, Rows]:
+def find_duplicates(st: RunState, locate: Callable[[str], Path]) -> tuple[Rows, Rows]:
     """(rows holding a copy of an event kept elsewhere, kept rows that are not their
     event's first copy by (path, offset)), by unit. The second is only ever non-empty in
     live mode, where a committed copy is kept even when a later one sorts before it."""
@@ -92,7 +92,7 @@ def find_duplicates(st: RunState, events_dir: Callable[[str], Path]) -> tuple[Ro
         rows = np.flatnonzero(np.isin(ids, prefixes))
         if not len(rows):
             continue
-        path = shard_path(events_dir(unit), unit)
+        path = locate(unit)
         try:
             pf = pq.ParquetFile(path)
         except OSError:
@@ -108,7 +108,7 @@ def find_duplicates(st: RunState, events_dir: Callable[[str], Path]) -> tuple[Ro
         n = len(rows)
         parts.append(pa.table({
             "id": t.column("event.id"),
-            "tier": pa.array(np.full(n, 0 if unit in st.committed else 1, dtype=np.int8)),
+            "tier": pa.array(np.full(n, _tier(st, unit), dtype=np.int8)),
             "path": t.column("log.file.path"),
             "offset": t.column("log.offset"),
             "unit": pa.array(np.full(n, i, dtype=np.int32)),
@@ -142,25 +142,37 @@ def find_duplicates(st: RunState, events_dir: Callable[[str], Path]) -> tuple[Ro
     return dropped, _by_unit(units, unit_col[idx], row_col[idx])
 
 
+TAIL: Final[str] = "~tail"  # unit-id suffix of live mode's provisional end-of-file results
+
+
+def _tier(st: RunState, unit: str) -> int:
+    """Which copy wins first: committed (live), then this run's or cycle's units, then
+    live mode's provisional tails (end-of-file outcomes recomputed every cycle)."""
+    return 0 if unit in st.committed else 2 if unit.endswith(TAIL) else 1
+
+
 def drop_duplicates(st: RunState, out_dir: Path, processor: FileProcessor,
-                    staging: Path | None = None) -> int:
+                    staging: Path | None = None,
+                    shard_of: Callable[[str], Path] | None = None) -> int:
     """Keep one copy of every event in the run state and the event store; returns how
     many copies were dropped. `processor` must fold events as the run did (same window,
     detectors and gating). In live mode the shards of units not yet committed are in the
-    cycle's `staging` directory."""
+    cycle's `staging` directory; `shard_of` names shards the default rule does not."""
 
-    def events_dir(unit: str) -> Path:
+    def locate(unit: str) -> Path:
+        if shard_of is not None:
+            return shard_of(unit)
         base = staging if staging is not None and unit not in st.committed else out_dir
-        return base / EVENTS_DIR
+        return shard_path(base / EVENTS_DIR, unit)
 
-    dropped, repoint = find_duplicates(st, events_dir)
+    dropped, repoint = find_duplicates(st, locate)
     if not dropped:
         return 0
     dup = FileResult(summary={})
     total = 0
     for unit in sorted(dropped):
         rows = dropped[unit]
-        path = shard_path(events_dir(unit), unit)
+        path = locate(unit)
         table = pq.ParquetFile(path).read()
         copies = table.take(pa.array(rows))
         processor.fold((KeyEvent.from_flat(r)
@@ -176,13 +188,13 @@ def drop_duplicates(st: RunState, out_dir: Path, processor: FileProcessor,
         total += len(rows)
     st.retract(dup)
     if repoint:
-        st.repoint(_read_rows(events_dir, repoint), dup)
+        st.repoint(_read_rows(locate, repoint), dup)
     return total
 
 
-def _read_rows(events_dir: Callable[[str], Path], rows: Rows) -> list[KeyEvent]:
+def _read_rows(locate: Callable[[str], Path], rows: Rows) -> list[KeyEvent]:
     out: list[KeyEvent] = []
     for unit in sorted(rows):
-        table = pq.ParquetFile(shard_path(events_dir(unit), unit)).read().take(pa.array(rows[unit]))
+        table = pq.ParquetFile(locate(unit)).read().take(pa.array(rows[unit]))
         out += [KeyEvent.from_flat(r) for r in flat_rows(table)]
     return out

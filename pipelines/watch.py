@@ -27,11 +27,11 @@ from typing import Any, Final, Protocol
 
 import orjson
 
-from parsers.base import KeytrailError
+from parsers.base import MAX_LINE_BYTES, KeytrailError
 from parsers.escaping import terminal
 from parsers.timeutil import to_epoch_ms
 from pipelines.config import KeytrailConfig
-from pipelines.dedupe import drop_duplicates
+from pipelines.dedupe import TAIL, drop_duplicates
 from pipelines.detection import load_detection
 from pipelines.finalize import finalize_state, write_local_store
 from pipelines.outdir import append_file, atomic_write
@@ -89,10 +89,11 @@ def _last_end(path: str, start: int, size: int, sep: bytes) -> int:
 _SNIFFERS: list[Any] = []
 
 
-def framing_of(head: bytes, complete: bool) -> str | None:
+def framing_of(head: bytes, complete: bool, quiet: bool = False) -> str | None:
     """How a growing file's records end: `lines` (a newline), `blocks` (a blank line;
     CloudHSM multi-line audit blocks) or `document` (the file's end, once it is quiet).
-    None: not decidable yet (a JSON first line still being written)."""
+    None: not decidable yet (a JSON first line still being written). `head` holds the
+    file's first line when it has one within MAX_LINE_BYTES (see `read_head`)."""
     from parsers.base import REGISTRY, ParseOptions
     from parsers.detect import SNIFF_BYTES, detect
 
@@ -102,7 +103,10 @@ def framing_of(head: bytes, complete: bool) -> str | None:
     nl = body.find(b"\n")
     if body[:1] in (b"{", b"["):
         if nl < 0:
-            return "document" if complete else None
+            # No newline within a record's maximum size: one-line documents (S3 objects,
+            # Key Vault blobs) are far longer than 64 KiB; once quiet, it is a document.
+            return "document" if complete or (quiet and len(head) > MAX_LINE_BYTES) \
+                else None
         try:
             orjson.loads(body[:nl])
         except orjson.JSONDecodeError:
@@ -114,6 +118,19 @@ def framing_of(head: bytes, complete: bool) -> str | None:
     if parser is None and not complete and len(head) < SNIFF_BYTES:
         return None  # maybe only the start of the first record: recognisable later
     return "blocks" if parser is not None and parser.id == "hsm.cloudhsm.text" else "lines"
+
+
+def read_head(path: str) -> bytes:
+    """The file's first 64 KiB, extended to its first newline (at most MAX_LINE_BYTES + 1
+    bytes): enough to tell a line format from a one-line document."""
+    with open(path, "rb") as fh:
+        head = fh.read(64 << 10)
+        while b"\n" not in head and len(head) <= MAX_LINE_BYTES:
+            more = fh.read(1 << 20)
+            if not more:
+                break
+            head += more
+    return head
 
 
 @dataclass
@@ -205,9 +222,8 @@ class LocalSource:
                 continue
             quiet = now - st.st_mtime >= self.settle
             if entry["framing"] is None:
-                with open(path, "rb") as fh:
-                    head = fh.read(64 << 10)
-                entry["framing"] = framing_of(head, quiet and len(head) == size)
+                head = read_head(path)
+                entry["framing"] = framing_of(head, quiet and len(head) == size, quiet)
             framing = entry["framing"]
             limit = min(size, start + max(budget, 1 << 20))
             if framing == "lines":
@@ -537,8 +553,22 @@ class Watcher:
                 p = self.staging / sub / fname
                 if p.exists():
                     os.replace(p, p.with_name(fname.replace(name, TAIL_PREFIX + name)))
-            res.summary["unit"] = f"{unit.input.unit_id}~tail"
+            res.summary["unit"] = f"{unit.input.unit_id}{TAIL}"
         return res
+
+    def _shard_of(self, st: RunState) -> Callable[[str], Path]:
+        """Where a unit's event shard is during a cycle: committed ones in the store, this
+        cycle's in staging, provisional tails in staging under their tail name."""
+
+        def shard(unit: str) -> Path:
+            if unit.endswith(TAIL):
+                name = TAIL_PREFIX + shard_name(unit[:-len(TAIL)])
+            else:
+                name = shard_name(unit)
+            base = self.out if unit in st.committed else self.staging
+            return base / EVENTS_DIR / f"part-{name}.parquet"
+
+        return shard
 
     def _unstage(self, unit: Unit) -> None:
         name = shard_name(unit.input.unit_id)
@@ -581,8 +611,14 @@ class Watcher:
         if results or not self._recovered or tail_sig != meta.get("tails", []):
             tails = [self._stage(u, final=True) for u in tail_units]
             meta["tails"] = tail_sig
+            view = overlay(st, tails)
+            if tails:
+                # Provisional end-of-file outcomes are events too: their copies of events
+                # already counted are dropped (tails lose to every real unit), as in batch.
+                view.ids, view.committed = {**st.ids, **view.ids}, st.committed
+                drop_duplicates(view, self.out, self.processor, shard_of=self._shard_of(st))
             summary, (inventory, edges, resources, alerts) = finalize_state(
-                overlay(st, tails), self.config, self.detection, self.inventory_dets,
+                view, self.config, self.detection, self.inventory_dets,
                 [s.name for s in self.sources])
             committed = sorted(_shards(self.out / QUARANTINE_DIR))
             staged = sorted(_shards(self.staging / QUARANTINE_DIR))
