@@ -284,8 +284,9 @@ _KEYS: Final[tuple[bytes, ...]] = (b"Records", b"records", b"events")
 
 
 def container_open(keys: tuple[bytes, ...] = _KEYS) -> re.Pattern[bytes]:
-    """`[` or `{"<key>": [` at the start of a container (whitespace and BOM allowed)."""
-    alt = b"|".join(re.escape(k) for k in keys)
+    """`[` or `{"<key>": [` at the start of a container (whitespace and BOM allowed);
+    only `[` without keys."""
+    alt = b"|".join(re.escape(k) for k in keys if k) or rb"(?!)"
     return re.compile(rb'[ \t\r\n]*+(?:\xef\xbb\xbf[ \t\r\n]*+)?(?:\[|\{[ \t\r\n]*+"('
                       + alt + rb')"[ \t\r\n]*+:[ \t\r\n]*+\[)')
 
