@@ -65,9 +65,11 @@ class Source(io.RawIOBase):
     the number of bytes handed out, and the framing tally is shared with an inner Source.
     """
 
-    def __init__(self, head: bytes, rest: Any, tally: Tally | None = None) -> None:
+    def __init__(self, head: bytes, rest: Any, tally: Tally | None = None,
+                 owns: bool = False) -> None:
         self._head = head
         self._rest = rest
+        self._owns = owns
         self.tally = tally if tally is not None else tally_of(rest)
         self.pos = 0
 
@@ -105,10 +107,11 @@ class Source(io.RawIOBase):
         return len(data)
 
     def close(self) -> None:
+        # Only an owning Source closes its stream: parsers drop rejoined views (and the
+        # garbage collector closes them) while the stream is still being read.
         try:
-            close = getattr(self._rest, "close", None)
-            if close is not None:
-                close()
+            if self._owns:
+                self._rest.close()
         finally:
             super().close()
 
@@ -281,8 +284,9 @@ _KEYS: Final[tuple[bytes, ...]] = (b"Records", b"records", b"events")
 
 
 def container_open(keys: tuple[bytes, ...] = _KEYS) -> re.Pattern[bytes]:
-    """`[` or `{"<key>": [` at the start of a container (whitespace and BOM allowed)."""
-    alt = b"|".join(re.escape(k) for k in keys)
+    """`[` or `{"<key>": [` at the start of a container (whitespace and BOM allowed);
+    only `[` without keys."""
+    alt = b"|".join(re.escape(k) for k in keys if k) or rb"(?!)"
     return re.compile(rb'[ \t\r\n]*+(?:\xef\xbb\xbf[ \t\r\n]*+)?(?:\[|\{[ \t\r\n]*+"('
                       + alt + rb')"[ \t\r\n]*+:[ \t\r\n]*+\[)')
 

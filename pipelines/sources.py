@@ -375,7 +375,7 @@ def open_input(f: InputFile, client: Any = None) -> IO[bytes]:
     except Exception as exc:
         raise SourceError(f"{f.uri}: cannot open ({type(exc).__name__}: {exc})") from None
     head = read_upto(raw, 2)
-    rest = Source(head, raw)  # the magic bytes, then the rest (the one rejoining stream)
+    rest = Source(head, raw, owns=True)  # the magic bytes, then the rest (the one rejoining stream)
     if head == GZIP_MAGIC:
         # It buffers itself, and exposes stream_error (a BufferedReader would hide it).
         return cast(IO[bytes], _BoundedGzip(rest, MAX_DECOMPRESSED))
