@@ -28,8 +28,9 @@ from pipelines.sinks.documents import Action
 
 LOG = logging.getLogger("keytrail.sinks")
 RETRIABLE_STATUS: Final[frozenset[int]] = frozenset({408, 429, 500, 502, 503, 504})
-# Fewer round trips: bench/delivery_rate.py measured 0.68x of opensearch-py's 4-thread
-# parallel_bulk at 500 docs per request and 0.91x at 2000 (one local node).
+# Fewer round trips: on a loaded 2-core machine bench/delivery_rate.py measured 0.68x of
+# opensearch-py's 4-thread parallel_bulk at 500 docs per request and 0.91x at 2000; idle,
+# both sizes are ~1.15x (median of 3 interleaved rounds, one local node).
 DEFAULT_BATCH_DOCS: Final[int] = 2000
 DEFAULT_BATCH_BYTES: Final[int] = 5 << 20
 MGET_CHUNK: Final[int] = 500
