@@ -104,6 +104,10 @@ INVENTORY_FIELDS: Final[tuple[RecordField, ...]] = (
        "active | suspended | deactivated | compromised | destroyed."),
     _f("substate", "keytrail.inventory.substate", "keyword", "Sub-state, e.g. "
        "pending_deletion, disabled, inferred_from_use."),
+    _f("key_class", "keytrail.inventory.key_class", "keyword", "ephemeral (a session key "
+       "created and destroyed by one identity within a day) | long_lived."),
+    _f("lifetime_seconds", "keytrail.inventory.lifetime_seconds", "double", "Creation to "
+       "destruction, when both are observed."),
     _f("transitions", "keytrail.inventory.transitions", "object", "Full state history with "
        "the event that caused each transition.", array=True, children=TRANSITION_FIELDS),
     _f("history_truncated", "keytrail.inventory.history_truncated", "boolean",
@@ -202,6 +206,14 @@ ALERT_FIELDS: Final[tuple[RecordField, ...]] = tuple(
         ("keytrail.alert.runbook", "text", "What to do.", {}),
         ("keytrail.alert.details", "stored", "Detector-specific details (stored, not "
          "indexed).", {}),
+        ("keytrail.alert.rules", "keyword", "Rules behind the alert (several for a "
+         "keytrail_incident).", {"array": True}),
+        ("keytrail.alert.signals", "stored", "Every contributing or related signal: id, rule, "
+         "risk, disposition (stored, not indexed).", {}),
+        ("keytrail.alert.why", "text", "Why this detection is an alert and not only a "
+         "signal.", {}),
+        ("keytrail.alert.suppress_with", "text", "The config exception that would keep it a "
+         "signal.", {}),
     ))
 
 RECORD_FIELDS: Final[dict[str, tuple[RecordField, ...]]] = {

@@ -254,6 +254,27 @@ class CryptoperiodPolicy:
 
 
 # NIST SP 800-57 Pt1 Rev5 Table 1 and provider defaults; user policies come first.
+# Session (ephemeral) keys: PKCS#11 CKA_TOKEN=false objects die with their session; payment
+# and TLS applications create one per transaction batch and destroy it seconds later.
+EPHEMERAL_MAX_SECONDS: Final[int] = 86_400
+
+
+def classify_lifetime(created: dict[str, Any] | None, transitions: list[dict[str, Any]],
+                      state: str) -> tuple[str, float | None]:
+    """('ephemeral' | 'long_lived', lifetime in seconds when creation and destruction are
+    both observed). Ephemeral: created and destroyed by the same identity within
+    EPHEMERAL_MAX_SECONDS, with no other state change in between."""
+    if created is None or state != "destroyed" or not transitions:
+        return "long_lived", None
+    end = transitions[-1]
+    lifetime = (_parse_ts(end["at"]) - _parse_ts(created["ts"])).total_seconds()
+    middle = [t for t in transitions[1:-1] if t["to"] not in ("active", "destroyed")]
+    same = (end.get("by") or "") == (created.get("user_id") or "")
+    if lifetime <= EPHEMERAL_MAX_SECONDS and same and not middle:
+        return "ephemeral", lifetime
+    return "long_lived", lifetime
+
+
 DEFAULT_POLICIES: Final[tuple[CryptoperiodPolicy, ...]] = (
     CryptoperiodPolicy("secrets-not-evaluated", None, kind="secret", source="default"),
     CryptoperiodPolicy("certificates-by-expiry", None, kind="certificate", source="default"),
@@ -444,6 +465,7 @@ def build_inventory_record(
             rotation_status = "overdue" if known_start or last_rotated else "overdue_lower_bound"
         else:
             rotation_status = "within_cryptoperiod"
+    key_class, lifetime = classify_lifetime(created, transitions, state)
     points = ([material_since] if material_since and known_start else []) + rotations
     intervals = [
         (_parse_ts(b) - _parse_ts(a)).days for a, b in itertools.pairwise(points)
@@ -469,6 +491,8 @@ def build_inventory_record(
         "creation_observed": known_start,
         "state": state,
         "substate": substate,
+        "key_class": key_class,
+        "lifetime_seconds": lifetime,
         "transitions": transitions,
         "history_truncated": acc.history_truncated,
         "rotation": {

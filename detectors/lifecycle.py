@@ -204,7 +204,9 @@ class KeyNewPrincipal(InventoryDetector):
                         "by other principals established who uses this key."),
                     evidence=edge_evidence(day), event_count=sum(e["count"] for e in day),
                     key_uid=uid, principal=principal,
-                    details={"source_ips": sorted({ip for e in day for ip in e["source_ips"]})})
+                    details={"source_ips": sorted({ip for e in day for ip in e["source_ips"]}),
+                             # the raw ids keep the role session name (a ticket, a runner id)
+                             "principal_ids": sorted({e["principal"] for e in day})[:10]})
 
 
 class KeySeparationOfDuties(InventoryDetector):

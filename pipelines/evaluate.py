@@ -52,8 +52,10 @@ def iter_events(data_dir: str) -> Iterator[KeyEvent]:
 
 
 def run_in_memory(data_dir: str, tuning: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Alerts of the reference runner over the generated data (as_of = latest event)."""
-    return run_detection(iter_events(data_dir), load_detectors(tuning))
+    """Alert-tier alerts of the reference runner over the generated data (as_of = latest
+    event)."""
+    return run_detection(iter_events(data_dir), load_detectors(tuning),
+                         tiers=(tuning or {}).get("alerting") or {})
 
 
 def _ms(ts: str) -> int:
@@ -61,8 +63,12 @@ def _ms(ts: str) -> int:
     return epoch_ms(t)
 
 
-def _matches(alert: dict[str, Any], sc: dict[str, Any]) -> bool:
-    rule = alert["rule.id"]
+def alert_rules(alert: dict[str, Any]) -> list[str]:
+    """The rules behind an alert: its own, or every contributing rule of an incident."""
+    return list(alert.get("keytrail.alert.rules") or [alert["rule.id"]])
+
+
+def _matches(alert: dict[str, Any], sc: dict[str, Any], rule: str) -> bool:
     if rule not in sc["detectors"] and rule not in sc.get("also", []):
         return False
     hay = " ".join(str(alert.get(k) or "") for k in (
@@ -84,17 +90,23 @@ def evaluate(data_dir: str, alerts: list[dict[str, Any]], labels: dict[str, Any]
     fp: dict[str, int] = defaultdict(int)
     fp_alerts: list[dict[str, Any]] = []
     hit: dict[tuple[str, str], int] = defaultdict(int)
+    total_tp = 0
     for a in alerts:
-        matched = [sc for sc in scenarios if _matches(a, sc)]
-        if matched:
-            tp[a["rule.id"]] += 1
-            for sc in matched:
-                hit[(sc["scenario"], a["rule.id"])] += 1
-        else:
-            fp[a["rule.id"]] += 1
+        any_match = False
+        for rule in alert_rules(a):
+            matched = [sc for sc in scenarios if _matches(a, sc, rule)]
+            if matched:
+                any_match = True
+                tp[rule] += 1
+                for sc in matched:
+                    hit[(sc["scenario"], rule)] += 1
+            else:
+                fp[rule] += 1
+        total_tp += any_match
+        if not any_match:
             fp_alerts.append({k: a.get(k) for k in (
                 "rule.id", "keytrail.alert.entity", "keytrail.alert.first_seen",
-                "keytrail.alert.explanation")})
+                "keytrail.alert.explanation", "keytrail.alert.why")})
     expected: dict[str, int] = defaultdict(int)
     found: dict[str, int] = defaultdict(int)
     per_scenario = []
@@ -121,8 +133,7 @@ def evaluate(data_dir: str, alerts: list[dict[str, Any]], labels: dict[str, Any]
         })
     benign = int(labels.get("benign_events") or 0)
     n_exp = sum(expected.values())
-    total_tp = sum(tp.values())
-    total = total_tp + sum(fp.values())
+    total = len(alerts)
     return {
         "data_dir": data_dir, "seed": labels.get("seed"), "scale": labels.get("scale"),
         "days": labels.get("days"), "benign_events": benign,

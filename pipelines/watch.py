@@ -28,7 +28,12 @@ from parsers.base import KeytrailError
 from parsers.timeutil import to_epoch_ms
 from pipelines.config import KeytrailConfig
 from pipelines.detection import load_detection
-from pipelines.finalize import finalize_state, merge_quarantine, write_local_store
+from pipelines.finalize import (
+    finalize_state,
+    merge_quarantine,
+    write_local_store,
+    write_signals,
+)
 from pipelines.process import FileProcessor, FileResult, tune_gc
 from pipelines.sources import GZIP_MAGIC, SKIP_NAMES, InputFile, list_s3, s3_client
 from pipelines.state import RunState, commit_state, read_state
@@ -306,12 +311,13 @@ class Watcher:
             results.append(res)
         dead = 0
         if results or st.cycle == 0:
-            summary, (inventory, edges, resources, alerts) = finalize_state(
+            summary, (inventory, edges, resources, alerts, signals) = finalize_state(
                 st, self.config, self.detection, self.inventory_dets,
                 [s.name for s in self.sources])
             merge_quarantine(self.out, sorted(_shards(self.out)), keep_shards=True)
             counts = self.sink.deliver(self.out, results, summary, inventory, edges, resources,
                                        alerts, st.delivered)
+            write_signals(self.out, signals)
             dead = counts.get("dead_lettered", 0)
             st.cycle += 1
             commit_state(self.state_path, st)  # only after the sink acknowledged
