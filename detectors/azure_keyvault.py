@@ -115,10 +115,26 @@ class AkvAccessPolicyChanged(EventDetector):
         if not _is_access_policy_change(ev):
             return None
         vault = vault_of(ev)
+        oids = ev.extra.get("azure.keyvault.access_policy_object_ids") or []
+        perms = ev.extra.get("azure.keyvault.access_policy_permissions") or []
+        a = (ev.action or "").lower()
+        if oids or perms or a.endswith("accesspolicies/write"):
+            what = "changed the access policy of"
+            detail = (f" for {short_list(oids, 3)}" if oids else "") + (
+                f" ({short_list(perms, 4)})" if perms else "")
+            tail = " Check which identity gained or lost key/secret permissions."
+        else:
+            # vaults/write, VaultPut, VaultPatch: creation, tags, network rules, settings or
+            # access policies; the record does not say which.
+            what, detail = "wrote the configuration of", ""
+            tail = (" The record does not say what changed (vault creation, tags, network "
+                    "rules, settings or access policies): compare the vault's access policies "
+                    "and network rules with the previous version.")
         return finding_for_event(
-            ev, f"{who(ev)} changed the access policy of vault {vault} ({ev.action}). "
-            "Check which identity gained or lost key/secret permissions.",
-            entity=f"vault:{vault}")
+            ev, f"{who(ev)} {what} vault {vault}{detail} ({ev.action}).{tail}",
+            entity=f"vault:{vault}",
+            details={"what_changed": "access_policy" if what.startswith("changed") else
+                     "unknown", "object_ids": list(oids)})
 
 
 class AkvAccessPolicyChurn(WindowDetector):

@@ -185,6 +185,8 @@ class HsmRebootCounterJump(WindowDetector):
         single = all(last[a].start <= first[b].start or last[b].start <= first[a].start
                      for a in spans for b in spans if a < b)
         for c in sorted(spans, key=lambda v: (first[v].start, v)):
+            # In the bucket where c first appears p may still log (a reboot within the hour)
+            # only when that bucket is p's last.
             ended = [p for p in spans if p not in claimed and p != c
                      and last[p].start <= first[c].start and (p < c or single)]
             if not ended:

@@ -1180,7 +1180,9 @@ class AzureKeyVaultParser(LogParser):
         if ip is None and isinstance(http, dict):
             ip = _str(http.get("clientIpAddress"))
         extra_ap: dict[str, Any] = {}
-        if "/accesspolicies/" in op.lower():
+        if "/accesspolicies/" in op.lower() or op.lower().endswith("/vaults/write"):
+            # vaults/write also creates vaults and sets tags / network rules: only a request
+            # body with accessPolicies says the access policy was (re)written.
             oids, perms = _access_policy_details(props)
             if oids:
                 extra_ap["azure.keyvault.access_policy_object_ids"] = oids

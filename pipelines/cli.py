@@ -166,8 +166,10 @@ def cmd_inventory(args: argparse.Namespace, extra: list[str]) -> int:
         inv = _read_store(args.out, "inventory.json")
     from dashboards import exports
 
+    ephemeral = exports.ephemeral_summary(inv)
     inv = exports.filter_inventory(inv, overdue=args.overdue, state=args.state,
-                                   provider=args.provider, kind=args.kind)
+                                   provider=args.provider, kind=args.kind,
+                                   include_ephemeral=args.include_ephemeral)
     if args.format == "csv":
         sys.stdout.write(exports.to_csv(inv))
     elif args.format == "json":
@@ -178,6 +180,8 @@ def cmd_inventory(args: argparse.Namespace, extra: list[str]) -> int:
                                       option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         sys.stdout.write(exports.table(inv))
+        if not args.include_ephemeral:
+            sys.stdout.write(exports.ephemeral_table(ephemeral))
     return 0
 
 
@@ -306,6 +310,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int
     i.add_argument("--state")
     i.add_argument("--provider")
     i.add_argument("--kind")
+    i.add_argument("--include-ephemeral", action="store_true",
+                   help="list session (ephemeral) keys one by one instead of summarising them")
     i.add_argument("--config")
     sink_options(i)
     handlers["inventory"] = cmd_inventory
