@@ -258,5 +258,5 @@ def write_local_store(out: Path, summary: dict[str, Any], inventory: list[dict[s
     write_json(out / "graph.json", {"edges": edges, "resource_edges": resources})
     (out / "graph.graphml").write_text(graphml(edges, resources), encoding="utf-8")
     write_json(out / "run_summary.json", summary)
-    html = render_report(summary, inventory, edges, resources, alerts)
+    html = render_report(summary, inventory, edges, resources, alerts, signals)
     (out / "report.html").write_text(html, encoding="utf-8")
