@@ -168,6 +168,14 @@ EVIDENCE_FIELDS: Final[tuple[RecordField, ...]] = (
     _f("log.file.path", "log.file.path", "keyword", "Evidence source file."),
     _f("log.offset", "log.offset", "long", "Evidence record offset."),
 )
+SIGNAL_REF_FIELDS: Final[tuple[RecordField, ...]] = (
+    _f("id", "id", "keyword", "Signal id (keytrail.alert.id of the signal)."),
+    _f("rule.id", "rule.id", "keyword", "Rule of the signal."),
+    _f("risk_score", "risk_score", "long", "Risk score of the signal."),
+    _f("disposition", "disposition", "keyword", "alert | exception | ephemeral_key | ticketed | "
+       "routine | low_risk."),
+    _f("first_seen", "first_seen", "date", "First event of the signal."),
+)
 TECHNIQUE_FIELDS: Final[tuple[RecordField, ...]] = (
     _f("id", "id", "keyword", "ATT&CK technique id."),
     _f("name", "name", "keyword", "ATT&CK technique name."),
@@ -208,8 +216,8 @@ ALERT_FIELDS: Final[tuple[RecordField, ...]] = tuple(
          "indexed).", {}),
         ("keytrail.alert.rules", "keyword", "Rules behind the alert (several for a "
          "keytrail_incident).", {"array": True}),
-        ("keytrail.alert.signals", "stored", "Every contributing or related signal: id, rule, "
-         "risk, disposition (stored, not indexed).", {}),
+        ("keytrail.alert.signals", "object", "Every contributing or related signal of the "
+         "same identity and day.", {"array": True, "children": SIGNAL_REF_FIELDS}),
         ("keytrail.alert.why", "text", "Why this detection is an alert and not only a "
          "signal.", {}),
         ("keytrail.alert.suppress_with", "text", "The config exception that would keep it a "

@@ -245,6 +245,30 @@ class KmsCrossAccountKeyEncryption(EventDetector):
             entity=ent, key_uid=uid)
 
 
+class CloudTrailKmsLoggingStopped(EventDetector):
+    """A trail stopped, deleted, or its event selectors changed so that it no longer records
+    KMS events (StopLogging, DeleteTrail, PutEventSelectors)."""
+
+    id: ClassVar[str] = "cloudtrail_kms_logging_stopped"
+    operations: ClassVar[frozenset[str] | None] = frozenset({"admin_other"})
+
+    def match(self, ev: KeyEvent) -> Finding | None:
+        if ev.dataset != CT or ev.outcome != "success" or ev.provider != "cloudtrail.amazonaws.com":
+            return None
+        if ev.extra.get("aws.cloudtrail.kms_logged") is not False:
+            return None  # the new selectors still record KMS management events
+        trail = ev.resource or "a trail the record does not name"
+        what = {"StopLogging": f"stopped logging on trail {trail}",
+                "DeleteTrail": f"deleted trail {trail}",
+                "PutEventSelectors": f"changed the event selectors of trail {trail} so that it "
+                "no longer records KMS management events (Decrypt, GenerateDataKey, key policy "
+                "changes)"}.get(ev.action or "", f"changed trail {trail}")
+        return finding_for_event(
+            ev, f"{who(ev)} {what} ({ev.action}). If no other trail records KMS in this "
+            "account and region, key use and key administration are no longer audited.",
+            entity=f"trail:{trail}", key_uid=None, details={"trail": trail})
+
+
 DENIAL_CODES: Final[tuple[str, ...]] = (
     "AccessDenied", "AccessDeniedException", "DisabledException", "KMSInvalidStateException",
 )
