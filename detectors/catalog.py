@@ -18,7 +18,15 @@ from typing import Any, Final
 
 import yaml
 
-from detectors import anomaly, aws_kms, azure_keyvault, hashicorp_vault, hsm, lifecycle
+from detectors import (
+    anomaly,
+    aws_kms,
+    azure_keyvault,
+    hashicorp_vault,
+    hsm,
+    lifecycle,
+    watchlist,
+)
 from detectors.base import SEVERITIES, Detector, DetectorError, DetectorMeta, Finding
 
 RULES_DIR: Final[Path] = Path(__file__).resolve().parent / "rules"
@@ -74,7 +82,7 @@ for _cls in (
     lifecycle.KeyRotationOverdue, lifecycle.KeyUsedWhileUnusable, lifecycle.KeyNewPrincipal,
     lifecycle.KeySeparationOfDuties, lifecycle.KeyDormant, lifecycle.KeyUnknownAsset,
     lifecycle.KeyExpiryApproaching,
-    anomaly.KeyUsageAnomaly,
+    anomaly.KeyUsageAnomaly, watchlist.SensitiveObjectRead,
 ):
     REGISTRY.register(_cls)
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from detectors.catalog import load_detectors
+from detectors.catalog import all_ids, load_detectors
 from detectors.common import epoch_ms
 from detectors.testing import run_detection
 from parsers.base import ParseOptions
@@ -122,7 +122,8 @@ def evaluate(data_dir: str, alerts: list[dict[str, Any]], labels: dict[str, Any]
             "also_fired": sorted(d for d in sc.get("also", []) if hit[(sc["scenario"], d)]),
         })
     per_detector = []
-    for d in sorted(set(tp) | set(fp) | set(expected)):
+    # Every registered detector gets a row, with zeros when it neither fired nor was expected.
+    for d in sorted(set(tp) | set(fp) | set(expected) | set(all_ids())):
         alerts_d = tp[d] + fp[d]
         per_detector.append({
             "detector": d, "alerts": alerts_d, "true_positive_alerts": tp[d],

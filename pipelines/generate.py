@@ -131,6 +131,13 @@ class Writer:
         self.lines[path].append((t, self.seq, orjson.dumps(rec)))
         self._count("azure.keyvault", attack)
 
+    def activity(self, t: float, rec: dict[str, Any], attack: bool = False) -> None:
+        g = time.gmtime(t)
+        path = (f"insights-activity-logs/resourceId=/SUBSCRIPTIONS/{SUB}/y={g.tm_year}/"
+                f"m={g.tm_mon:02d}/d={g.tm_mday:02d}/h={g.tm_hour:02d}/m=00/PT1H.json")
+        self.lines[path].append((t, self.seq, orjson.dumps(rec)))
+        self._count("azure.keyvault", attack)
+
     def vault(self, t: float, request: dict[str, Any], response: dict[str, Any],
               attack: bool = False) -> None:
         path = "vault-audit/" + time.strftime("vault_audit-%Y-%m-%d.log", time.gmtime(t))
@@ -223,6 +230,39 @@ def az_record(t: float, op: str, obj: str, oid: str, upn: str, ip: str, status: 
                        f"VAULTS/{vault.upper()}"),
         "operationVersion": "7.4", "resultSignature": sig, "durationMs": "11",
     }
+
+
+def activity_record(t: float, op: str, resource_id: str, oid: str, upn: str, ip: str,
+                    body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An Azure Activity Log record (diagnostic-settings export shape)."""
+    props: dict[str, Any] = {"statusCode": "OK", "eventCategory": "Administrative",
+                             "entity": resource_id, "message": op}
+    if body is not None:
+        props["requestbody"] = json.dumps(body)
+    claims = {"http://schemas.microsoft.com/identity/claims/objectidentifier": oid,
+              "appid": _uuid("app", oid), "ipaddr": ip,
+              "http://schemas.microsoft.com/identity/claims/tenantid": TENANT}
+    if upn:
+        claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"] = upn
+    return {"time": az_time(t), "resourceId": resource_id, "operationName": op,
+            "category": "Administrative", "resultType": "Success",
+            "resultSignature": "Succeeded.OK", "durationMs": 380, "callerIpAddress": ip,
+            "correlationId": _uuid("act", t, op), "identity": {"claims": claims},
+            "level": "Information", "location": "westeurope", "properties": props}
+
+
+VAULT_RID: Final[str] = (f"/subscriptions/{SUB.lower()}/resourceGroups/prod/providers/"
+                         "Microsoft.KeyVault/vaults/contoso-kv")
+DIAG_RID: Final[str] = VAULT_RID + "/providers/microsoft.insights/diagnosticSettings/kv-audit"
+TRAIL: Final[str] = f"arn:aws:cloudtrail:{REGION}:{ACCT}:trail/org-audit"
+
+
+def trail_record(t: float, name: str, ident: dict[str, Any], params: dict[str, Any],
+                 ip: str) -> dict[str, Any]:
+    rec = ct_record(t, name, ident, None, params, ip=ip)
+    rec["eventSource"] = "cloudtrail.amazonaws.com"
+    rec["tlsDetails"]["clientProvidedHostHeader"] = f"cloudtrail.{REGION}.amazonaws.com"
+    return rec
 
 
 def eve(name: str) -> tuple[str, str, str]:
@@ -825,6 +865,21 @@ def _aws_operations(sim: Sim) -> None:
                     "keyId": sim.est.aws_keys[k], "tags": [{"tagKey": "owner",
                                                             "tagValue": "platform"}]},
                               ip="10.0.9.9")
+    # The IaC pipeline also re-applies the trail's event selectors (still recording KMS) and,
+    # on Mondays, the vault's diagnostic setting (still exporting AuditEvent).
+    for d in range(0, sim.days, 7):
+        t = sim.start + d * DAY + 7 * HOUR + float(r.integers(0, HOUR))
+        sim.w.cloudtrail(t, trail_record(t, "PutEventSelectors", tf, {
+            "trailName": TRAIL, "eventSelectors": [{
+                "readWriteType": "All", "includeManagementEvents": True,
+                "dataResources": [{"type": "AWS::S3::Object",
+                                   "values": ["arn:aws:s3:::payments-data/"]}]}]}, "10.0.9.9"))
+        oid, _, ip = AZ_APPS["terraform-sp"]
+        sim.w.activity(t + 60, activity_record(
+            t + 60, "Microsoft.Insights/diagnosticSettings/write", DIAG_RID, oid, "", ip,
+            {"properties": {"workspaceId": "/subscriptions/x/resourceGroups/prod/providers/"
+                            "microsoft.operationalinsights/workspaces/soc",
+                            "logs": [{"categoryGroup": "audit", "enabled": True}]}}))
     # Ticketed break-glass: an on-call engineer assumes the break-glass role naming the
     # change/incident ticket in the session name, inspects and decrypts once.
     for n, tk in enumerate(TICKETS[: max(1, sim.days // 12)]):
@@ -1189,7 +1244,27 @@ def sc_anomaly(sim: Sim, t: float, i: int) -> Label:
                  day + DAY)
 
 
+def sc_trail_stop(sim: Sim, t: float, i: int) -> Label:
+    m = user_identity(f"mallory{i}")
+    sim.w.cloudtrail(t, trail_record(t, "PutEventSelectors", m, {
+        "trailName": TRAIL, "eventSelectors": [{
+            "readWriteType": "All", "includeManagementEvents": True,
+            "excludeManagementEventSources": ["kms.amazonaws.com"], "dataResources": []}]},
+        "203.0.113.66"), attack=True)
+    return Label("", "cloudtrail_kms_excluded", ["cloudtrail_kms_logging_stopped"],
+                 [f"trail:{TRAIL}", f"mallory{i}"], t, t + 1)
+
+
+def sc_akv_diag_delete(sim: Sim, t: float, i: int) -> Label:
+    oid, upn, ip = eve(f"eve{i}")
+    sim.w.activity(t, activity_record(t, "Microsoft.Insights/diagnosticSettings/delete",
+                                      DIAG_RID, oid, upn, ip), attack=True)
+    return Label("", "akv_audit_logging_deleted", ["akv_audit_logging_changed"],
+                 ["vault:contoso-kv|diagnostics"], t, t + 1)
+
+
 SCENARIOS: Final[list[tuple[Scenario, str]]] = [
+    (sc_trail_stop, "night"), (sc_akv_diag_delete, "night"),
     (sc_kms_disable, "night"), (sc_kms_material, "night"), (sc_policy_public, "night"),
     (sc_policy_cross, "day"), (sc_policy_changed, "day"), (sc_grant, "night"),
     (sc_ransomware, "night"), (sc_denied_burst, "night"), (sc_akv_delete_purge, "night"),

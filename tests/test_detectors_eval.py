@@ -30,7 +30,10 @@ def test_native_layouts(dataset: Path) -> None:
     ct = [n for n in names if n.startswith("AWSLogs/111122223333/CloudTrail/us-east-1/")]
     assert ct and all(n.endswith(".json.gz") and "_CloudTrail_us-east-1_" in n for n in ct)
     assert "Records" in orjson.loads(gzip.decompress((dataset / ct[0]).read_bytes()))
-    kv = [n for n in names if n.endswith("/PT1H.json")]
+    kv = [n for n in names if n.endswith("/PT1H.json") and n.startswith("insights-logs-")]
+    activity = [n for n in names if n.startswith("insights-activity-logs/")]
+    assert activity and orjson.loads((dataset / activity[0]).read_bytes().splitlines()[0])[
+        "category"] == "Administrative"
     assert kv and all("resourceId=/SUBSCRIPTIONS/" in n and "/y=" in n and "/m=00/" in n
                       for n in kv)
     first = (dataset / kv[0]).read_bytes().splitlines()[0]
