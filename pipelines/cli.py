@@ -223,8 +223,15 @@ def cmd_detectors(args: argparse.Namespace, extra: list[str]) -> int:
                                 "(see 'keytrail detectors list')")
         sys.stdout.write(cli_support.show(args.id))
         return 0
+    notes = ""
+    if args.config:
+        # load_config validates the whole file (detector tuning and exceptions included) and
+        # raises with every problem, each naming the key and the fix.
+        cfg = _load_config(args.config)
+        notes = (f"config {args.config}: detector tuning valid\n"
+                 + cli_support.tuning_notes(cfg.detectors, cfg.as_of))
     ok, report = cli_support.run_cases(args.id)
-    sys.stdout.write(report)
+    sys.stdout.write(report + notes)
     return 0 if ok else 1
 
 
@@ -328,6 +335,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int
     d = sub.add_parser("detectors", help="list, show or test detectors")
     d.add_argument("action", choices=["list", "show", "test"])
     d.add_argument("id", nargs="?")
+    d.add_argument("--config", help="also validate this config's detector tuning and exceptions")
     handlers["detectors"] = cmd_detectors
 
     g = sub.add_parser("generate", help="write realistic labelled multi-provider logs")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -234,3 +237,27 @@ def test_a_single_hsm_going_backwards_is_reported() -> None:
     det = HsmRebootCounterJump(**load_meta("hsm_reboot_counter_jump").params)
     (f,) = det.evaluate("hsm-1", [_bucket(0, 0x30), _bucket(1, 0x30), _bucket(2, 0x2A)])
     assert "went backwards" in f.explanation
+
+
+# --- `keytrail detectors test --config` ------------------------------------------------------
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True,
+                          text=True, check=False, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_detectors_test_validates_exceptions_and_warns_when_expired(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("detectors:\n  akv_backup_restore_recover:\n    exceptions:\n"
+                   "      - principle: 'c17d6f95-*'\n        expires: soon\n")
+    r = _cli("detectors", "test", "akv_backup_restore_recover", "--config", str(bad))
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "exceptions[0].principle: unknown key; did you mean 'principal'" in r.stderr
+    assert "exceptions[0].expires: expected a date YYYY-MM-DD" in r.stderr
+    old = tmp_path / "old.yaml"
+    old.write_text("detectors:\n  akv_backup_restore_recover:\n    exceptions:\n"
+                   "      - principal: 'c17d6f95-*'\n        expires: 2024-12-31\n"
+                   "        reason: CHG0012345 nightly backup\n")
+    r = _cli("detectors", "test", "akv_backup_restore_recover", "--config", str(old))
+    assert r.returncode == 0, r.stderr
+    assert "exceptions[0] expired on 2024-12-31 (CHG0012345 nightly backup)" in r.stdout
