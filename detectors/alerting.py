@@ -6,8 +6,9 @@ Order of decisions for one signal (the first that applies wins; the signal is al
 2. the key is ephemeral (an HSM session key created and destroyed by its application within
    its lifetime bound, see detectors.inventory.key_class) -> `ephemeral_key`;
 3. the access names a change/incident ticket (break-glass with a ticket) -> `ticketed`;
-4. the same identity triggered the same rule on `routine_min_days` distinct days -> `routine`
-   (a schedule: nightly backups, deploy rollouts, IaC runs, a tokenization service);
+4. the identity is a new member of a peer group that already did this (detectors.peers), or
+   triggered the same rule on `routine_min_days` distinct days -> `routine` (a schedule:
+   nightly backups, deploy rollouts, IaC runs, a tokenization service);
 5. risk below `min_alert_risk` -> `low_risk`, unless the identity never triggered the rule
    during the rule's learning period (first-seen) -> promoted to an alert;
 6. otherwise -> `alert`.
@@ -223,6 +224,12 @@ def classify(signals: list[dict[str, Any]], inventory: list[dict[str, Any]],
                       f"later by {eph.get('created_by')}; session keys are routine")
         elif ticket:
             disposition, reason = "ticketed", f"the access names ticket {ticket}"
+        elif not always and (s.get("keytrail.alert.details") or {}).get("peer_of"):
+            d = s["keytrail.alert.details"]
+            disposition = "routine"
+            reason = (f"{k[1]} belongs to the peer group of {d['peer_of']}, which used this key "
+                      f"before (cosine similarity {d.get('peer_similarity')} over what they do: "
+                      f"{', '.join(d.get('peer_shared') or [])})")
         elif not always and len(days[k]) >= policy.routine_min_days:
             ds = sorted(days[k])
             disposition = "routine"

@@ -261,3 +261,44 @@ def test_detectors_test_validates_exceptions_and_warns_when_expired(tmp_path: Pa
     r = _cli("detectors", "test", "akv_backup_restore_recover", "--config", str(old))
     assert r.returncode == 0, r.stderr
     assert "exceptions[0] expired on 2024-12-31 (CHG0012345 nightly backup)" in r.stdout
+
+
+# --- peer groups (scikit-learn) ----------------------------------------------------------------
+
+def _edge(principal: str, key: str, op: str, count: int, day: int) -> dict[str, Any]:
+    ts = f"2025-03-{day:02d}T10:00:00.000Z"
+    return {"principal": principal, "key_uid": key, "operation": op, "count": count,
+            "failures": 0, "first_seen": ts, "last_seen": ts, "window_start": ts[:10] +
+            "T00:00:00.000Z", "edge_id": f"{principal}{key}{op}{day}", "source_ips": []}
+
+
+def test_recycled_runner_is_a_peer_and_a_lookalike_intruder_is_not() -> None:
+    from detectors.lifecycle import CRYPTO_OPS, KeyNewPrincipal
+    from detectors.peers import PeerGroups, usage_profiles
+
+    orders, pay, arch = "vault://d/transit/keys/orders", "kms/payments", "kms/archive"
+    edges = [_edge("runner-0", orders, "encrypt", 40, d) for d in range(1, 8)]
+    edges += [_edge("app-orders", orders, "decrypt", 60, d) for d in range(1, 30)]
+    edges += [_edge("runner-1", orders, "encrypt", 35, d) for d in range(22, 29)]
+    for d in range(1, 30):
+        edges += [_edge("payments-app", pay, "decrypt", 70, d),
+                  _edge("payments-app", pay, "generate_data_key", 25, d),
+                  _edge("payments-app", arch, "decrypt", 30, d)]
+    edges.append(_edge("contractor", pay, "decrypt", 5, 25))
+    groups = PeerGroups().fit(usage_profiles(edges, CRYPTO_OPS))
+    assert [p for p, _ in groups.peers("runner-1")] == ["runner-0"]
+    assert groups.peers("contractor") == []
+    assert groups.shared_features("runner-1", "runner-0") == [f"encrypt on {orders}"]
+    det = KeyNewPrincipal(**load_meta("key_new_principal").params)
+    found = {f.principal: f for f in det.evaluate([], edges, "2025-03-30T00:00:00.000Z")}
+    assert set(found) == {"runner-1", "contractor"}
+    assert found["runner-1"].details["peer_of"] == "runner-0"
+    assert "peer_of" not in found["contractor"].details
+    sigs = [_signal("key_new_principal", 25, principal=p, key=f.key_uid) for p, f in
+            sorted(found.items())]
+    for s, (_, f) in zip(sigs, sorted(found.items()), strict=True):
+        s["keytrail.alert.details"] = f.details
+    classified, alerts = _tiers(sigs)
+    assert _disp(classified) == ["alert", "routine"]
+    assert "peer group of runner-0" in classified[1]["keytrail.signal.reason"]
+    assert [a["user.id"] for a in alerts] == ["contractor"]
