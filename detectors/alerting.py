@@ -162,6 +162,22 @@ def _signal_fields(sig: dict[str, Any]) -> dict[str, list[str]]:
 
 # --- the tier ----------------------------------------------------------------------------------
 
+def schedule_text(hours: set[int], days: list[str]) -> str:
+    """How a recurring behaviour is scheduled, for the analyst: weekdays and UTC hours."""
+    wd = sorted({datetime.strptime(d, "%Y-%m-%d").replace(tzinfo=UTC).weekday() for d in days})
+    if len(wd) == 7:
+        when = "every day of the week"
+    elif wd == [0, 1, 2, 3, 4]:
+        when = "on weekdays"
+    else:
+        when = "on " + ", ".join(WEEKDAYS[w].capitalize() for w in wd)
+    hs = sorted(hours)
+    at = (f"at {hs[0]:02d}:xx UTC" if len(hs) == 1 else
+          f"between {hs[0]:02d}:00 and {hs[-1]:02d}:59 UTC" if hs[-1] - hs[0] <= 3 else
+          f"at {len(hs)} different hours")
+    return f"{when}, {at}"
+
+
 def _suppress_hint(sig: dict[str, Any]) -> str:
     rule = sig["rule.id"]
     who = principal_identity(sig.get("user.id")) if sig.get("user.id") else None
@@ -189,11 +205,13 @@ def classify(signals: list[dict[str, Any]], inventory: list[dict[str, Any]],
     (a new dict each); order and content otherwise unchanged."""
     key_class = {r["uid"]: r for r in inventory if r.get("key_class") == "ephemeral"}
     days: dict[tuple[str, str], set[str]] = defaultdict(set)
+    hours: dict[tuple[str, str], set[int]] = defaultdict(set)
     rule_start: dict[str, str] = {}
     first_by_ident: dict[tuple[str, str], str] = {}
     for s in signals:
         k = (s["rule.id"], _identity(s))
         days[k].add(_day(s["keytrail.alert.first_seen"]))
+        hours[k].add(int(s["keytrail.alert.first_seen"][11:13]))
         fs = s["keytrail.alert.first_seen"]
         rule_start[s["rule.id"]] = min(rule_start.get(s["rule.id"], fs), fs)
         first_by_ident[k] = min(first_by_ident.get(k, fs), fs)
@@ -234,7 +252,7 @@ def classify(signals: list[dict[str, Any]], inventory: list[dict[str, Any]],
             ds = sorted(days[k])
             disposition = "routine"
             reason = (f"{k[1]} triggers {k[0]} routinely: on {len(ds)} distinct days "
-                      f"({ds[0]} .. {ds[-1]})")
+                      f"({ds[0]} .. {ds[-1]}), {schedule_text(hours[k], ds)}")
         elif not always and len(key_days.get((s["rule.id"], str(s.get("keytrail.key.uid"))),
                                              ())) >= policy.routine_min_days:
             ds = sorted(key_days[(s["rule.id"], str(s.get("keytrail.key.uid")))])

@@ -302,3 +302,16 @@ def test_recycled_runner_is_a_peer_and_a_lookalike_intruder_is_not() -> None:
     assert _disp(classified) == ["alert", "routine"]
     assert "peer group of runner-0" in classified[1]["keytrail.signal.reason"]
     assert [a["user.id"] for a in alerts] == ["contractor"]
+
+
+def test_a_newcomer_does_not_vouch_for_another_newcomer() -> None:
+    from detectors.lifecycle import KeyNewPrincipal
+
+    pay = "kms/payments"
+    edges = [_edge("payments-app", pay, "decrypt", 70, d) for d in range(1, 30)]
+    edges += [_edge("payments-app", pay, "generate_data_key", 25, d) for d in range(1, 30)]
+    edges.append(_edge("breakglass", pay, "decrypt", 1, 18))  # one-off, like the intruder
+    edges.append(_edge("contractor", pay, "decrypt", 5, 25))
+    det = KeyNewPrincipal(**load_meta("key_new_principal").params)
+    found = {f.principal: f for f in det.evaluate([], edges, "2025-03-30T00:00:00.000Z")}
+    assert "peer_of" not in found["contractor"].details
