@@ -7,8 +7,9 @@ Order of decisions for one signal (the first that applies wins; the signal is al
    its lifetime bound, see detectors.inventory.key_class) -> `ephemeral_key`;
 3. the access names a change/incident ticket (break-glass with a ticket) -> `ticketed`;
 4. the identity is a new member of a peer group that already did this (detectors.peers), or
-   triggered the same rule on `routine_min_days` distinct days -> `routine` (a schedule:
-   nightly backups, deploy rollouts, IaC runs, a tokenization service);
+   triggered the same rule on `routine_min_days` distinct days, starting in the rule's
+   learning period (else on twice as many days) -> `routine` (a schedule: nightly backups,
+   deploy rollouts, IaC runs, a tokenization service);
 5. risk below `min_alert_risk` -> `low_risk`, unless the identity never triggered the rule
    during the rule's learning period (first-seen) -> promoted to an alert;
 6. otherwise -> `alert`.
@@ -199,6 +200,17 @@ def _ticket(sig: dict[str, Any], pattern: re.Pattern[str]) -> str | None:
     return None
 
 
+def _routine(days: set[str], first: str, rule_start: str, policy: AlertPolicy) -> bool:
+    """Recurring on routine_min_days distinct days, and either already happening in the
+    rule's learning period (a job that predates the watch) or recurring twice as often (a job
+    that started later): three isolated days of an intruder who started mid-way are not
+    enough."""
+    if len(days) < policy.routine_min_days:
+        return False
+    return (days_between(rule_start, first) < policy.learning_days
+            or len(days) >= 2 * policy.routine_min_days)
+
+
 def classify(signals: list[dict[str, Any]], inventory: list[dict[str, Any]],
              metas: dict[str, Any], policy: AlertPolicy) -> list[dict[str, Any]]:
     """Annotate every signal with `keytrail.signal.disposition` and `keytrail.signal.reason`
@@ -248,7 +260,7 @@ def classify(signals: list[dict[str, Any]], inventory: list[dict[str, Any]],
             reason = (f"{k[1]} belongs to the peer group of {d['peer_of']}, which used this key "
                       f"before (cosine similarity {d.get('peer_similarity')} over what they do: "
                       f"{', '.join(d.get('peer_shared') or [])})")
-        elif not always and len(days[k]) >= policy.routine_min_days:
+        elif not always and _routine(days[k], first_by_ident[k], rule_start[k[0]], policy):
             ds = sorted(days[k])
             disposition = "routine"
             reason = (f"{k[1]} triggers {k[0]} routinely: on {len(ds)} distinct days "

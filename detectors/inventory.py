@@ -259,11 +259,32 @@ class CryptoperiodPolicy:
 EPHEMERAL_MAX_SECONDS: Final[int] = 86_400
 
 
+HSM_PROVIDERS: Final[frozenset[str]] = frozenset({"cloudhsm", "luna", "nshield"})
+# A session object's end is often not logged (it dies with C_CloseSession): an HSM key
+# created, used only by its creator within its first EPHEMERAL_MAX_SECONDS and then never
+# again for SESSION_QUIET_DAYS is a session key too.
+SESSION_QUIET_DAYS: Final[int] = 7
+
+
 def classify_lifetime(created: dict[str, Any] | None, transitions: list[dict[str, Any]],
-                      state: str) -> tuple[str, float | None]:
+                      state: str, provider: str | None = None,
+                      last_seen: str | None = None, principals: set[str] | None = None,
+                      as_of: str | None = None,
+                      op_counts: dict[str, int] | None = None) -> tuple[str, float | None]:
     """('ephemeral' | 'long_lived', lifetime in seconds when creation and destruction are
     both observed). Ephemeral: created and destroyed by the same identity within
-    EPHEMERAL_MAX_SECONDS, with no other state change in between."""
+    EPHEMERAL_MAX_SECONDS, with no other state change in between; or (HSM keys) created and
+    used only by its creator within that time and silent for SESSION_QUIET_DAYS since."""
+    # A masked export/insert is cluster synchronisation, which only token (persistent)
+    # objects get: such a key is long-lived however quiet it is.
+    synced = bool((op_counts or {}).get("export") or (op_counts or {}).get("import"))
+    if (created is not None and state == "active" and provider in HSM_PROVIDERS
+            and not synced and last_seen and as_of and len(transitions) == 1
+            and set(principals or ()) <= {created.get("user_id")}):
+        span = (_parse_ts(last_seen) - _parse_ts(created["ts"])).total_seconds()
+        quiet = (_parse_ts(as_of) - _parse_ts(last_seen)).total_seconds()
+        if span <= EPHEMERAL_MAX_SECONDS and quiet >= SESSION_QUIET_DAYS * 86_400:
+            return "ephemeral", span
     if created is None or state != "destroyed" or not transitions:
         return "long_lived", None
     end = transitions[-1]
@@ -465,7 +486,9 @@ def build_inventory_record(
             rotation_status = "overdue" if known_start or last_rotated else "overdue_lower_bound"
         else:
             rotation_status = "within_cryptoperiod"
-    key_class, lifetime = classify_lifetime(created, transitions, state)
+    key_class, lifetime = classify_lifetime(created, transitions, state, provider,
+                                            acc.last_seen, acc.principals, as_of,
+                                            acc.op_counts)
     points = ([material_since] if material_since and known_start else []) + rotations
     intervals = [
         (_parse_ts(b) - _parse_ts(a)).days for a, b in itertools.pairwise(points)

@@ -196,13 +196,12 @@ class KeyNewPrincipal(InventoryDetector):
                 baseline = sum(e["count"] for e in crypto if e["first_seen"] < first)
                 if baseline < p["min_baseline_events"]:
                     continue
-                # Only an established user of the key vouches for a peer: one that used it in
-                # the baseline window or on several days, never another newcomer.
+                # Only an established user of the key vouches for a peer: one that used it on
+                # several days before, never a one-off user (a break-glass access, another
+                # newcomer).
                 earlier = {q for q, qe in by_p.items()
-                           if q != principal and min(e["first_seen"] for e in qe) < first and (
-                               days_between(start, min(e["first_seen"] for e in qe))
-                               < p["baseline_days"]
-                               or len({e["window_start"][:10] for e in qe}) >= 3)}
+                           if q != principal and len({e["window_start"][:10] for e in qe
+                                                      if e["first_seen"] < first}) >= 3}
                 # A new member of a peer group that already used the key: still a signal, the
                 # alert tier keeps it out of the alerts (detectors.alerting).
                 peer = next(((q, sim) for q, sim in groups.peers(principal) if q in earlier),

@@ -770,7 +770,8 @@ def _hsm_cluster(sim: Sim) -> None:
 
     A payment application creates a session key per transaction batch, wraps/unwraps with
     it and destroys it within seconds to minutes (PKCS#11 CKA_TOKEN=false objects: they die
-    with the session); a tokenization service wraps with its long-lived KEK all day.
+    with the session, and 30% of the time only the session's end says so: no destroy
+    record); a tokenization service wraps with its long-lived KEK all day.
     """
     r = sim.rng
     for hsm_id, boot in CLUSTER_HSMS.items():
@@ -800,8 +801,9 @@ def _hsm_cluster(sim: Sim) -> None:
                     key=handle)
             sim.hsm(t + life / 2, dev, "CN_UNWRAP_KEY", 0x1B, conn + 3, stream=CLUSTER,
                     key=handle)
-            sim.hsm(t + life, dev, "CN_DESTROY_OBJECT", 0x11, conn + 3, stream=CLUSTER,
-                    key=handle)
+            if r.random() < 0.7:  # else the object dies with its session, unlogged
+                sim.hsm(t + life, dev, "CN_DESTROY_OBJECT", 0x11, conn + 3, stream=CLUSTER,
+                        key=handle)
             sim.hsm(t + life + 0.2, dev, "CN_LOGOUT", 0xE, conn, stream=CLUSTER,
                     user=("pay_app", "CN_CRYPTO_USER (1)"))
         for _ in range(int(r.poisson(2.0 * sim.scale))):

@@ -310,8 +310,30 @@ def test_a_newcomer_does_not_vouch_for_another_newcomer() -> None:
     pay = "kms/payments"
     edges = [_edge("payments-app", pay, "decrypt", 70, d) for d in range(1, 30)]
     edges += [_edge("payments-app", pay, "generate_data_key", 25, d) for d in range(1, 30)]
-    edges.append(_edge("breakglass", pay, "decrypt", 1, 18))  # one-off, like the intruder
+    # One-off uses inside the baseline window, like the intruder's.
+    edges += [_edge("breakglass", pay, "decrypt", 1, d) for d in (5, 12)]
     edges.append(_edge("contractor", pay, "decrypt", 5, 25))
     det = KeyNewPrincipal(**load_meta("key_new_principal").params)
     found = {f.principal: f for f in det.evaluate([], edges, "2025-03-30T00:00:00.000Z")}
     assert "peer_of" not in found["contractor"].details
+
+
+def test_hsm_session_key_without_a_destroy_record_is_ephemeral_token_keys_are_not() -> None:
+    from detectors.inventory import classify_lifetime
+
+    created = {"ts": "2025-03-03T10:00:00.000Z", "user_id": "c/pay_app"}
+    trans = [{"at": created["ts"], "to": "active", "by": "c/pay_app"}]
+    kw: dict[str, Any] = {"provider": "cloudhsm", "principals": {"c/pay_app"},
+                          "as_of": "2025-03-20T00:00:00.000Z"}
+    cls, span = classify_lifetime(created, trans, "active", last_seen="2025-03-03T10:00:05.000Z",
+                                  op_counts={"create": 1, "wrap": 1}, **kw)
+    assert (cls, span) == ("ephemeral", 5.0)
+    # Synchronised to the cluster (masked export): a token object, long-lived.
+    assert classify_lifetime(created, trans, "active", last_seen="2025-03-03T10:00:05.000Z",
+                             op_counts={"create": 1, "export": 1}, **kw)[0] == "long_lived"
+    # Used again recently, or by someone else: long-lived.
+    assert classify_lifetime(created, trans, "active", last_seen="2025-03-18T10:00:05.000Z",
+                             op_counts={"create": 1}, **kw)[0] == "long_lived"
+    kw["principals"] = {"c/pay_app", "c/other"}
+    assert classify_lifetime(created, trans, "active", last_seen="2025-03-03T10:00:05.000Z",
+                             op_counts={"create": 1}, **kw)[0] == "long_lived"
