@@ -106,8 +106,9 @@ def ephemeral_table(summary: list[Record]) -> str:
     if not summary:
         return ""
     total = sum(r["count"] for r in summary)
-    lines = [f"{total} ephemeral (session) key(s) created and destroyed by their application, "
-             "summarised per scope, application and day (list them with --include-ephemeral):",
+    lines = [f"{total} ephemeral (session) key(s): created, used and destroyed (or never seen "
+             "again) by one application within a day,", "summarised per scope, application "
+             "and day (list them with --include-ephemeral):",
              f"  {'DAY':10}  {'COUNT':>5}  {'LIFETIME s (min/median/max)':>28}  SCOPE  APPLICATION"]
     for r in summary:
         life = (f"{r['lifetime_min_s']:.0f}/{r['lifetime_median_s']:.0f}/"

@@ -339,8 +339,9 @@ def _ephemeral_block(summary: list[Record]) -> str:
             f'{r["lifetime_max_s"]:.0f}</td></tr>' for r in summary]
     total = sum(int(r["count"]) for r in summary)
     return (f'<h3>Session (ephemeral) keys</h3><p class="lead">{total:,} keys created and '
-            "destroyed by the same application within a day (PKCS#11 session objects and "
-            "similar), summarised per scope, application and day rather than listed: "
+            "destroyed (or never seen again) by one application within a day (PKCS#11 "
+            "session objects and similar), summarised per scope, application and day rather "
+            "than listed: "
             "<code>keytrail inventory --include-ephemeral</code> lists each.</p>"
             + _table([("Day", ""), ("Scope", ""), ("Application", ""), ("Keys", "num"),
                       ("Lifetime s (min / median / max)", "num")], rows,
