@@ -182,6 +182,33 @@ def format_eval_table(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def format_combined(results: list[dict[str, Any]]) -> str:
+    """Per-detector alert-tier numbers summed over several seeds (the closing table)."""
+    agg: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+    benign = sum(int(r["benign_events"] or 0) for r in results)
+    for r in results:
+        for d in r["per_detector"]:
+            a = agg[d["detector"]]
+            for i, k in enumerate(("alerts", "true_positive_alerts", "false_positive_alerts",
+                                   "scenarios_expected", "scenarios_detected")):
+                a[i] += d[k]
+    lines = [f"over {len(results)} seeds ({benign} benign events), alert tier:",
+             f"{'detector':42} {'alerts':>6} {'TP':>5} {'FP':>4} {'prec':>5} {'scen':>5} "
+             f"{'found':>5} {'recall':>6} {'FP/100k':>7}"]
+    for d, (n, tp, fp, e, f) in sorted(agg.items()):
+        lines.append(f"{d:42} {n:6d} {tp:5d} {fp:4d} {_f(tp / n if n else None):>5} {e:5d} "
+                     f"{f:5d} {_f(f / e if e else None):>6} "
+                     f"{_f(fp / benign * 1e5 if benign else None):>7}")
+    n = sum(int(r["totals"]["alerts"]) for r in results)
+    fp = sum(int(r["totals"]["false_positive_alerts"]) for r in results)
+    e = sum(a[3] for a in agg.values())
+    f = sum(a[4] for a in agg.values())
+    lines.append(f"{'ALL':42} {n:6d} {n - fp:5d} {fp:4d} {_f((n - fp) / n if n else None):>5} "
+                 f"{e:5d} {f:5d} {_f(f / e if e else None):>6} "
+                 f"{_f(fp / benign * 1e5 if benign else None):>7}")
+    return "\n".join(lines)
+
+
 def log_inputs(data_dir: str) -> list[str]:
     """The generated log files/directories of a data dir (everything except labels.json)."""
     return sorted(str(p) for p in Path(data_dir).iterdir() if p.name != "labels.json")
@@ -200,7 +227,8 @@ def run_eval(data_dir: str | None, out_dir: str, seeds: list[int], days: int, sc
         (str(Path(out_dir) / f"seed-{s}" / "logs"), s) for s in seeds]
     texts: list[str] = []
     ok = True
-    rows: list[tuple[str, dict[str, Any]]] = []
+    rows: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    results: list[dict[str, Any]] = []
     for ddir, seed in runs:
         assert ddir is not None
         if seed is not None:
@@ -210,17 +238,28 @@ def run_eval(data_dir: str | None, out_dir: str, seeds: list[int], days: int, sc
         run_batch(log_inputs(ddir), store, config)
         alerts = [orjson.loads(line) for line in
                   (Path(store) / "alerts.ndjson").read_bytes().splitlines() if line]
-        result = evaluate(ddir, alerts, load_labels(ddir))
+        labels = load_labels(ddir)
+        result = evaluate(ddir, alerts, labels)
         t = result["totals"]
         met = ((t["recall"] or 0) >= 0.95 and (t["precision"] or 0) >= 0.9
                and (t["fp_per_100k_benign"] or 0) <= 1.0)
         ok = ok and met
-        rows.append((ddir, t))
+        sig_path = Path(store) / "signals.ndjson"
+        signals = [orjson.loads(line) for line in sig_path.read_bytes().splitlines()
+                   if line] if sig_path.exists() else []
+        st = evaluate(ddir, signals, labels)["totals"]
+        rows.append((ddir, t, st))
+        results.append(result)
         texts.append(format_eval_table(result))
-    summary = [f"{'run':50} {'alerts':>6} {'precision':>9} {'recall':>6} {'FP/100k':>8}"]
-    for ddir, t in rows:
+    summary = [f"{'run':50} {'alerts':>6} {'precision':>9} {'recall':>6} {'FP/100k':>8}   "
+               f"{'signals':>7} {'sig.prec':>8} {'sig.FP/100k':>11}"]
+    for ddir, t, st in rows:
         summary.append(f"{ddir[-50:]:50} {t['alerts']:6d} {_f(t['precision']):>9} "
-                       f"{_f(t['recall']):>6} {_f(t['fp_per_100k_benign']):>8}")
+                       f"{_f(t['recall']):>6} {_f(t['fp_per_100k_benign']):>8}   "
+                       f"{st['alerts']:7d} {_f(st['precision']):>8} "
+                       f"{_f(st['fp_per_100k_benign']):>11}")
+    if len(results) > 1:
+        summary = [format_combined(results), "", *summary]
     summary.append("targets met" if ok else "TARGETS NOT MET (recall >= 0.95, precision >= 0.9, "
                    "<= 1 FP per 100k benign events)")
     return ok, "\n".join(texts) + "\n" + "\n".join(summary)

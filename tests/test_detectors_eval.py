@@ -77,3 +77,21 @@ def test_eval_counts_unmatched_alerts_as_false_positives() -> None:
     r = evaluate("d", [hit, miss], labels)
     assert r["totals"]["precision"] == 0.5 and r["totals"]["recall"] == 1.0
     assert r["totals"]["fp_per_100k_benign"] == 1.0
+
+
+def test_combined_table_sums_detectors_over_seeds() -> None:
+    from pipelines.evaluate import format_combined
+
+    labels = {"benign_events": 50_000, "scenarios": [
+        {"scenario": "S1", "type": "x", "detectors": ["kms_denied_burst"], "also": [],
+         "match": ["mallory"], "start": "2025-03-05T00:00:00Z", "end": "2025-03-05T01:00:00Z"}]}
+    base = {"rule.id": "kms_denied_burst", "keytrail.key.uid": None, "user.id": "x",
+            "keytrail.alert.first_seen": "2025-03-05T00:10:00.000Z",
+            "keytrail.alert.last_seen": "2025-03-05T00:12:00.000Z",
+            "keytrail.alert.explanation": "x"}
+    hit = {**base, "keytrail.alert.entity": "arn:aws:iam::1:user/mallory"}
+    miss = {**base, "keytrail.alert.entity": "arn:aws:iam::1:user/bob"}
+    text = format_combined([evaluate("a", [hit], labels), evaluate("b", [hit, miss], labels)])
+    row = next(line for line in text.splitlines() if line.startswith("kms_denied_burst"))
+    assert row.split() == ["kms_denied_burst", "3", "2", "1", "0.67", "2", "2", "1.00", "1.00"]
+    assert "over 2 seeds (100000 benign events)" in text
