@@ -337,3 +337,55 @@ def test_hsm_session_key_without_a_destroy_record_is_ephemeral_token_keys_are_no
     kw["principals"] = {"c/pay_app", "c/other"}
     assert classify_lifetime(created, trans, "active", last_seen="2025-03-03T10:00:05.000Z",
                              op_counts={"create": 1}, **kw)[0] == "long_lived"
+
+
+# --- explanations say what is known ------------------------------------------------------------
+
+def _parsed(record: dict[str, Any], name: str) -> list[KeyEvent]:
+    import orjson
+
+    _, outcomes = parse_bytes(orjson.dumps(record) + b"\n", name, ParseOptions())
+    return [o for o in outcomes if isinstance(o, KeyEvent)]
+
+
+def _vault_write(body: dict[str, Any] | None) -> dict[str, Any]:
+    rid = ("/subscriptions/5f2b8e1c-3d4a-4b6c-8e9f-0a1b2c3d4e5f/resourceGroups/rg/providers/"
+           "Microsoft.KeyVault/vaults/contoso-prod-kv")
+    props: dict[str, Any] = {"statusCode": "OK", "entity": rid}
+    if body is not None:
+        import json
+
+        props["requestbody"] = json.dumps(body)
+    return {"time": "2024-10-02T03:14:15.1234567Z", "resourceId": rid,
+            "operationName": "Microsoft.KeyVault/vaults/write", "category": "Administrative",
+            "resultType": "Success", "resultSignature": "Succeeded.OK",
+            "callerIpAddress": "203.0.113.99", "correlationId": "c1",
+            "identity": {"claims": {
+                "http://schemas.microsoft.com/identity/claims/objectidentifier": "u-1"}},
+            "properties": props}
+
+
+def test_vault_write_says_what_changed_only_when_the_record_says_it() -> None:
+    det = [(d, m) for d, m in load_detectors() if m.id == "akv_access_policy_changed"]
+    grant = {"properties": {"accessPolicies": [{"objectId": "0f9e8d7c-6666", "permissions": {
+        "secrets": ["get", "list"]}}]}}
+    (a,) = run_detection(_parsed(_vault_write(grant), "activity.json"), det)
+    assert "changed the access policy of vault contoso-prod-kv for 0f9e8d7c-6666" in a[
+        "keytrail.alert.explanation"]
+    assert "secrets:get" in a["keytrail.alert.explanation"]
+    (b,) = run_detection(_parsed(_vault_write(None), "activity.json"), det)
+    assert "changed the access policy" not in b["keytrail.alert.explanation"]
+    assert "does not say what changed" in b["keytrail.alert.explanation"]
+
+
+def test_unknown_key_is_described_by_what_the_record_says() -> None:
+    from detectors.common import key_ref
+
+    ev = KeyEvent(timestamp="2025-03-03T00:00:00.000Z", event_id="e", dataset="aws.cloudtrail",
+                  provider="kms.amazonaws.com", action="PutKeyPolicy", outcome="success",
+                  operation="update_policy", operation_class="policy",
+                  log_file_path="f", log_offset=0, cloud_account_id="111122223333",
+                  cloud_region="us-east-1")
+    assert key_ref(ev) == ("a key the record does not identify (in account 111122223333 "
+                           "region us-east-1)")
+    assert "None" not in key_ref(ev)
