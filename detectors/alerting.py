@@ -172,8 +172,9 @@ def schedule_text(hours: set[int], days: list[str]) -> str:
         when = "on weekdays"
     else:
         when = "on " + ", ".join(WEEKDAYS[w].capitalize() for w in wd)
-    hs = sorted(hours)
-    at = (f"at {hs[0]:02d}:xx UTC" if len(hs) == 1 else
+    hs = sorted(h for h in hours if h >= 0)
+    at = ("throughout the day" if -1 in hours or not hs else
+          f"at {hs[0]:02d}:xx UTC" if len(hs) == 1 else
           f"between {hs[0]:02d}:00 and {hs[-1]:02d}:59 UTC" if hs[-1] - hs[0] <= 3 else
           f"at {len(hs)} different hours")
     return f"{when}, {at}"
@@ -224,6 +225,9 @@ def classify(signals: list[dict[str, Any]], inventory: list[dict[str, Any]],
         k = (s["rule.id"], _identity(s))
         days[k].add(_day(s["keytrail.alert.first_seen"]))
         hours[k].add(int(s["keytrail.alert.first_seen"][11:13]))
+        if epoch_ms(s["keytrail.alert.last_seen"]) - epoch_ms(
+                s["keytrail.alert.first_seen"]) >= 6 * 3_600_000:
+            hours[k].add(-1)  # one signal covers most of a day: an all-day service
         fs = s["keytrail.alert.first_seen"]
         rule_start[s["rule.id"]] = min(rule_start.get(s["rule.id"], fs), fs)
         first_by_ident[k] = min(first_by_ident.get(k, fs), fs)

@@ -191,10 +191,12 @@ def cmd_alerts(args: argparse.Namespace, extra: list[str]) -> int:
 
         rows = sinks.read_alerts(args)
     else:
-        p = Path(args.out) / "alerts.ndjson"
+        p = Path(args.out) / ("signals.ndjson" if args.signals else "alerts.ndjson")
         if not p.exists():
             raise KeytrailError(f"{p} not found: run 'keytrail run --out {args.out}' first")
         rows = [orjson.loads(line) for line in p.read_bytes().splitlines() if line.strip()]
+        if args.signals and args.signals != "all":
+            rows = [a for a in rows if a.get("keytrail.signal.disposition") == args.signals]
     if args.severity:
         rows = [a for a in rows if a["keytrail.alert.severity"] == args.severity]
     if args.rule:
@@ -208,6 +210,11 @@ def cmd_alerts(args: argparse.Namespace, extra: list[str]) -> int:
                          f"{a['keytrail.alert.first_seen']}  x{a['keytrail.alert.event_count']:<5} "
                          f"{a.get('keytrail.key.uid') or a.get('user.id') or '-'}\n"
                          f"         {a['keytrail.alert.explanation']}\n")
+        why = a.get("keytrail.alert.why") or (
+            f"[{a['keytrail.signal.disposition']}] {a.get('keytrail.signal.reason') or ''}"
+            if a.get("keytrail.signal.disposition") else "")
+        if why:
+            sys.stdout.write(f"         why: {why}\n")
     return 0
 
 
@@ -328,6 +335,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int
     a.add_argument("--severity", choices=["low", "medium", "high", "critical"])
     a.add_argument("--rule")
     a.add_argument("--json", action="store_true")
+    a.add_argument("--signals", nargs="?", const="all",
+                   choices=["all", "alert", "exception", "ephemeral_key", "ticketed", "routine",
+                            "low_risk"],
+                   help="show signals (every detection) instead of alerts, optionally only "
+                        "one disposition (local store)")
     a.add_argument("--config")
     sink_options(a)
     handlers["alerts"] = cmd_alerts

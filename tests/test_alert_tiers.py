@@ -389,3 +389,30 @@ def test_unknown_key_is_described_by_what_the_record_says() -> None:
     assert key_ref(ev) == ("a key the record does not identify (in account 111122223333 "
                            "region us-east-1)")
     assert "None" not in key_ref(ev)
+
+
+def test_routine_reason_states_the_schedule() -> None:
+    nightly = [_signal("akv_backup_restore_recover", d) for d in (3, 4, 5, 6, 7, 8, 9)]
+    for s in nightly:
+        for f in ("keytrail.alert.first_seen", "keytrail.alert.last_seen"):
+            s[f] = s[f].replace("T10", "T01")
+    allday = [_signal("hsm_key_extraction", d, principal="tok") for d in (3, 4, 5)]
+    for s in allday:
+        s["keytrail.alert.last_seen"] = s["keytrail.alert.last_seen"].replace("T10", "T23")
+    sig, _ = _tiers([*nightly, *allday])
+    assert "every day of the week, at 01:xx UTC" in sig[0]["keytrail.signal.reason"]
+    assert "on Mon, Tue, Wed, throughout the day" in sig[-1]["keytrail.signal.reason"]
+
+
+def test_alerts_cli_shows_signals_by_disposition_with_the_reason(tmp_path: Path) -> None:
+    import orjson
+
+    sig, alerts = _tiers([_signal("akv_backup_restore_recover", d) for d in (3, 4, 5)]
+                         + [_signal("key_separation_of_duties", 9, principal="bob")])
+    (tmp_path / "signals.ndjson").write_bytes(b"".join(orjson.dumps(s) + b"\n" for s in sig))
+    (tmp_path / "alerts.ndjson").write_bytes(b"".join(orjson.dumps(a) + b"\n" for a in alerts))
+    r = _cli("alerts", "--out", str(tmp_path), "--signals", "routine")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("why: [routine]") == 3 and "bob" not in r.stdout
+    r = _cli("alerts", "--out", str(tmp_path))
+    assert "key_separation_of_duties" in r.stdout and "why: risk 47" in r.stdout
