@@ -74,9 +74,54 @@ def is_overdue(rec: Record) -> bool:
     return rot.get("status") in OVERDUE_STATUSES or int(rot.get("overdue_days") or 0) > 0
 
 
+def is_ephemeral(rec: Record) -> bool:
+    return rec.get("key_class") == "ephemeral"
+
+
+def ephemeral_summary(inventory: list[Record]) -> list[Record]:
+    """Session / ephemeral keys summarised per (scope, application, UTC day): count and
+    lifetimes in seconds (min, median, max). Scope is the HSM, cluster or vault of the uid."""
+    groups: dict[tuple[str, str, str], list[float]] = {}
+    for rec in inventory:
+        if not is_ephemeral(rec):
+            continue
+        uid = str(rec.get("uid") or "")
+        scope = uid.rsplit("/", 1)[0] if "/" in uid else uid
+        key = (scope, str(rec.get("created_by") or "unknown"), str(rec.get("created_at"))[:10])
+        groups.setdefault(key, []).append(float(rec.get("lifetime_seconds") or 0.0))
+    out = []
+    for (scope, app, day), lives in sorted(groups.items()):
+        lives.sort()
+        out.append({"scope": scope, "application": app, "day": day, "count": len(lives),
+                    "lifetime_min_s": lives[0], "lifetime_median_s": lives[len(lives) // 2],
+                    "lifetime_max_s": lives[-1]})
+    return out
+
+
+def ephemeral_table(summary: list[Record]) -> str:
+    """The summary as terminal lines (what `keytrail inventory` prints after the table)."""
+    if not summary:
+        return ""
+    total = sum(r["count"] for r in summary)
+    lines = [f"{total} ephemeral (session) key(s): created, used and destroyed (or never seen "
+             "again) by one application within a day,", "summarised per scope, application "
+             "and day (list them with --include-ephemeral):",
+             f"  {'DAY':10}  {'COUNT':>5}  {'LIFETIME s (min/median/max)':>28}  SCOPE  APPLICATION"]
+    for r in summary:
+        life = (f"{r['lifetime_min_s']:.0f}/{r['lifetime_median_s']:.0f}/"
+                f"{r['lifetime_max_s']:.0f}")
+        lines.append(f"  {r['day']:10}  {r['count']:5d}  {life:>28}  {terminal(r['scope'])}  "
+                     f"{terminal(r['application'])}")
+    return "\n".join(lines) + "\n"
+
+
 def filter_inventory(inventory: list[Record], overdue: bool = False, state: str | None = None,
-                     provider: str | None = None, kind: str | None = None) -> list[Record]:
+                     provider: str | None = None, kind: str | None = None,
+                     include_ephemeral: bool = True) -> list[Record]:
     """Records matching every given filter, in their input order.
+
+    `include_ephemeral=False` leaves out session keys (key_class ephemeral): the long-lived
+    inventory stays complete and exact, the session keys are summarised instead.
 
     `state` matches the NIST state or the sub-state (e.g. `pending_deletion`); `provider`
     matches the id (`aws_kms`) or the display name (`AWS KMS`); all case-insensitive.
@@ -87,6 +132,8 @@ def filter_inventory(inventory: list[Record], overdue: bool = False, state: str 
     want_state, want_provider, want_kind = norm(state), norm(provider), norm(kind)
     out = []
     for rec in inventory:
+        if not include_ephemeral and is_ephemeral(rec):
+            continue
         if overdue and not is_overdue(rec):
             continue
         if want_state and want_state not in (norm(rec.get("state")), norm(rec.get("substate"))):

@@ -104,6 +104,10 @@ INVENTORY_FIELDS: Final[tuple[RecordField, ...]] = (
        "active | suspended | deactivated | compromised | destroyed."),
     _f("substate", "keytrail.inventory.substate", "keyword", "Sub-state, e.g. "
        "pending_deletion, disabled, inferred_from_use."),
+    _f("key_class", "keytrail.inventory.key_class", "keyword", "ephemeral (a session key "
+       "created and destroyed by one identity within a day) | long_lived."),
+    _f("lifetime_seconds", "keytrail.inventory.lifetime_seconds", "double", "Creation to "
+       "destruction, when both are observed."),
     _f("transitions", "keytrail.inventory.transitions", "object", "Full state history with "
        "the event that caused each transition.", array=True, children=TRANSITION_FIELDS),
     _f("history_truncated", "keytrail.inventory.history_truncated", "boolean",
@@ -164,6 +168,14 @@ EVIDENCE_FIELDS: Final[tuple[RecordField, ...]] = (
     _f("log.file.path", "log.file.path", "keyword", "Evidence source file."),
     _f("log.offset", "log.offset", "long", "Evidence record offset."),
 )
+SIGNAL_REF_FIELDS: Final[tuple[RecordField, ...]] = (
+    _f("id", "id", "keyword", "Signal id (keytrail.alert.id of the signal)."),
+    _f("rule.id", "rule.id", "keyword", "Rule of the signal."),
+    _f("risk_score", "risk_score", "long", "Risk score of the signal."),
+    _f("disposition", "disposition", "keyword", "alert | exception | ephemeral_key | ticketed | "
+       "routine | low_risk."),
+    _f("first_seen", "first_seen", "date", "First event of the signal."),
+)
 TECHNIQUE_FIELDS: Final[tuple[RecordField, ...]] = (
     _f("id", "id", "keyword", "ATT&CK technique id."),
     _f("name", "name", "keyword", "ATT&CK technique name."),
@@ -202,6 +214,14 @@ ALERT_FIELDS: Final[tuple[RecordField, ...]] = tuple(
         ("keytrail.alert.runbook", "text", "What to do.", {}),
         ("keytrail.alert.details", "stored", "Detector-specific details (stored, not "
          "indexed).", {}),
+        ("keytrail.alert.rules", "keyword", "Rules behind the alert (several for a "
+         "keytrail_incident).", {"array": True}),
+        ("keytrail.alert.signals", "object", "Every contributing or related signal of the "
+         "same identity and day.", {"array": True, "children": SIGNAL_REF_FIELDS}),
+        ("keytrail.alert.why", "text", "Why this detection is an alert and not only a "
+         "signal.", {}),
+        ("keytrail.alert.suppress_with", "text", "The config exception that would keep it a "
+         "signal.", {}),
     ))
 
 RECORD_FIELDS: Final[dict[str, tuple[RecordField, ...]]] = {

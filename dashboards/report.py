@@ -18,7 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
-from dashboards.exports import PROVIDER_NAMES
+from dashboards.exports import PROVIDER_NAMES, ephemeral_summary
 from parsers.escaping import html_text
 
 # Caps keep a 10k-key report a few MB; the exports (CSV/JSON/CBOM) always carry everything.
@@ -328,10 +328,32 @@ event, a deliberately skipped record or a quarantined record.</p>
 </section>"""
 
 
+def _ephemeral_block(summary: list[Record]) -> str:
+    if not summary:
+        return ""
+    rows = [f'<tr data-row><td data-sort="{_e(r["day"])}">{_e(r["day"])}</td>'
+            f'<td class="prov">{_e(r["scope"])}</td><td class="mono">{_e(r["application"])}</td>'
+            f'<td class="num" data-sort="{int(r["count"])}">{int(r["count"]):,}</td>'
+            f'<td class="num" data-sort="{r["lifetime_median_s"]:.3f}">'
+            f'{r["lifetime_min_s"]:.0f} / {r["lifetime_median_s"]:.0f} / '
+            f'{r["lifetime_max_s"]:.0f}</td></tr>' for r in summary]
+    total = sum(int(r["count"]) for r in summary)
+    return (f'<h3>Session (ephemeral) keys</h3><p class="lead">{total:,} keys created and '
+            "destroyed (or never seen again) by one application within a day (PKCS#11 "
+            "session objects and similar), summarised per scope, application and day rather "
+            "than listed: "
+            "<code>keytrail inventory --include-ephemeral</code> lists each.</p>"
+            + _table([("Day", ""), ("Scope", ""), ("Application", ""), ("Keys", "num"),
+                      ("Lifetime s (min / median / max)", "num")], rows,
+                     table_id="ephemeral-table"))
+
+
 def _inventory_section(inventory: list[Record], labels: dict[str, str]) -> str:
     if not inventory:
         return ('<section class="card" id="inventory"><h2>Key inventory</h2>'
                 '<p class="empty">No keys were observed in the input.</p></section>')
+    ephemeral = ephemeral_summary(inventory)
+    inventory = [r for r in inventory if r.get("key_class") != "ephemeral"]
     rows = []
     for r in inventory[:MAX_INVENTORY_ROWS]:
         rot = _rotation(r)
@@ -374,6 +396,7 @@ from the lifecycle events in the logs. Click a column to sort; the box filters o
 {table}
 {_cap_note(len(rows), len(inventory), "keys", "the full inventory is in the CSV, JSON and "
            "CycloneDX exports (keytrail inventory --format csv|json|cyclonedx).")}
+{_ephemeral_block(ephemeral)}
 </section>"""
 
 
@@ -787,6 +810,10 @@ def _alerts_section(alerts: list[Record], labels: dict[str, str]) -> str:
             f'{_ts(a.get("keytrail.alert.last_seen"))}</dd>'
             f'<dt>Events</dt><dd>{_n(a.get("keytrail.alert.event_count") or 0)}</dd>'
             f'<dt>Status</dt><dd>{_e(a.get("keytrail.alert.status") or "open")}</dd>'
+            f'<dt>Why an alert</dt><dd class="wide">{_e(a.get("keytrail.alert.why") or "—")}'
+            f'</dd><dt>Suppress with</dt><dd class="wide">'
+            f'{_e(a.get("keytrail.alert.suppress_with") or "—")}</dd>'
+            f'<dt>Signals</dt><dd class="wide">{_e(_signal_refs(a))}</dd>'
             f'<dt>Alert id</dt><dd class="mono">{_e(a.get("keytrail.alert.id"))}</dd></dl>'
             f"{ev_html}</article>")
     return f"""<section class="card" id="alerts"><h2>Alerts</h2>
@@ -796,6 +823,33 @@ time span, and the exact source records behind it.</p>
 {_filter_box("alert-list", "Filter alerts: rule, key, principal, severity…", len(items))}
 <div id="alert-list">{"".join(items)}</div>
 {_cap_note(len(items), len(alerts), "alerts", "alerts.ndjson has all of them.")}
+</section>"""
+
+
+def _signal_refs(a: Record) -> str:
+    refs = [r for r in a.get("keytrail.alert.signals") or [] if isinstance(r, dict)]
+    return "; ".join(f"{r.get('rule.id')} ({r.get('disposition')}, risk {r.get('risk_score')})"
+                     for r in refs[:10]) or "—"
+
+
+def _signals_section(signals: list[Record] | None) -> str:
+    if not signals:
+        return ('<section class="card" id="signals"><h2>Signals</h2><p class="empty">No '
+                "detections on this input.</p></section>")
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for sg in signals:
+        counts[(str(sg.get("rule.id")), str(sg.get("keytrail.signal.disposition")))] += 1
+    rows = [f'<tr data-row><td class="mono">{_e(rule)}</td><td>{_e(disp)}</td>'
+            f'<td class="num" data-sort="{n}">{n:,}</td></tr>'
+            for (rule, disp), n in sorted(counts.items())]
+    alerted = sum(n for (_, d), n in counts.items() if d == "alert")
+    return f"""<section class="card" id="signals"><h2>Signals</h2>
+<p class="lead">Every detection is a signal ({len(signals):,}); {alerted:,} were promoted to
+alerts. The others stay searchable with their evidence and the reason they are not alerts
+(routine schedule, ephemeral session key, ticket, user exception, low risk):
+<code>signals.parquet</code> / <code>signals.ndjson</code>.</p>
+{_filter_box("signals-table", "Filter: rule, disposition…", len(rows))}
+{_table([("Rule", ""), ("Disposition", ""), ("Signals", "num")], rows, table_id="signals-table")}
 </section>"""
 
 
@@ -839,7 +893,8 @@ def _sorted_records(records: list[Record], key: Callable[[Record], Any]) -> list
 
 def render_report(summary: dict[str, Any], inventory: list[dict[str, Any]],
                   edges: list[dict[str, Any]], resource_edges: list[dict[str, Any]],
-                  alerts: list[dict[str, Any]]) -> str:
+                  alerts: list[dict[str, Any]],
+                  signals: list[dict[str, Any]] | None = None) -> str:
     """One self-contained, deterministic HTML document for auditors."""
     summary = summary if isinstance(summary, dict) else {}
     inventory = _sorted_records(inventory, lambda r: str(r.get("uid")))
@@ -850,6 +905,8 @@ def render_report(summary: dict[str, Any], inventory: list[dict[str, Any]],
                                                                 str(r.get("resource"))))
     alerts = _sorted_records(alerts, lambda a: str(a.get("keytrail.alert.id")))
     labels = {str(r["uid"]): key_label(r) for r in inventory}
+    # Session keys are summarised in the inventory section, not given rows or timelines.
+    long_lived = [r for r in inventory if r.get("key_class") != "ephemeral"]
     css = _asset("report.css")
     js = _asset("report.js")
     csp = (f"default-src 'none'; style-src {_csp_hash(css)}; script-src {_csp_hash(js)}; "
@@ -858,14 +915,15 @@ def render_report(summary: dict[str, Any], inventory: list[dict[str, Any]],
     nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in (
         ("scope", "Scope"), ("inventory", "Inventory"), ("rotation", "Rotation"),
         ("timeline", "Timeline"), ("graph", "Usage graph"), ("alerts", "Alerts"),
-        ("resources", "Resources")))
+        ("signals", "Signals"), ("resources", "Resources")))
     body = "\n".join([
         _scope_section(summary, inventory, alerts, edges),
         _inventory_section(inventory, labels),
-        _rotation_section(inventory, labels),
-        _timeline_section(inventory, labels),
+        _rotation_section(long_lived, labels),
+        _timeline_section(long_lived, labels),
         _graph_section(edges, inventory, labels),
         _alerts_section(alerts, labels),
+        _signals_section(signals),
         _resources_section(resource_edges, labels),
     ])
     return f"""<!DOCTYPE html>

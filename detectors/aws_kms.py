@@ -11,6 +11,7 @@ from detectors.common import (
     bursts,
     epoch_ms,
     finding_for_event,
+    key_ref,
     merged,
     principal_identity,
     short_list,
@@ -55,11 +56,11 @@ class KmsKeyDisabledOrDeletionScheduled(EventDetector):
         if ev.action == "ScheduleKeyDeletion":
             when = f", deletion date {ev.key_deletion_date}" if ev.key_deletion_date else ""
             return finding_for_event(
-                ev, f"{who(ev)} scheduled KMS key {ev.key_uid} for deletion{when}. Once the "
+                ev, f"{who(ev)} scheduled KMS key {key_ref(ev)} for deletion{when}. Once the "
                 "waiting period ends every ciphertext under it is unrecoverable.",
                 severity="high", risk_score=73)
         return finding_for_event(
-            ev, f"{who(ev)} disabled KMS key {ev.key_uid}; every Decrypt with it now fails.")
+            ev, f"{who(ev)} disabled KMS key {key_ref(ev)}; every Decrypt with it now fails.")
 
 
 class KmsImportedKeyMaterialChanged(WindowDetector):
@@ -142,7 +143,7 @@ class KmsKeyPolicyChanged(EventDetector):
         if public or foreign:
             return None  # kms_key_policy_opened reports it with the right severity
         return finding_for_event(
-            ev, f"{who(ev)} replaced the key policy of {ev.key_uid}. The key policy is the "
+            ev, f"{who(ev)} replaced the key policy of {key_ref(ev)}. The key policy is the "
             "root of access to the key; review the new statements.")
 
 
@@ -168,7 +169,7 @@ class KmsKeyPolicyOpened(EventDetector):
         if foreign:
             parts.append(f"principals of other accounts ({short_list(foreign)})")
         return finding_for_event(
-            ev, f"{who(ev)} set a key policy on {ev.key_uid} that allows "
+            ev, f"{who(ev)} set a key policy on {key_ref(ev)} that allows "
             + " and ".join(parts) + ". Anyone matching can use or manage the key.",
             severity="critical" if public else None,
             details={"public": public, "foreign_accounts": sorted(foreign)})
@@ -205,33 +206,31 @@ class KmsGrantToUnexpectedPrincipal(EventDetector):
             return None
         ops = short_list(_as_list(ev.extra.get("aws.cloudtrail.grant_operations")), 8)
         return finding_for_event(
-            ev, f"{who(ev)} granted {grantee} use of {ev.key_uid}"
+            ev, f"{who(ev)} granted {grantee} use of {key_ref(ev)}"
             + (f" for {ops}" if ops else "") + ". Grants bypass the key policy review; "
             "the grantee is outside the key's account or not an expected grantee.",
             details={"grantee": grantee})
 
 
-ENCRYPT_ACTIONS: Final[frozenset[str]] = frozenset({
-    "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext", "ReEncrypt",
-})
+ENCRYPT_OPS: Final[frozenset[str]] = frozenset({"encrypt", "reencrypt", "generate_data_key"})
 
 
 class KmsCrossAccountKeyEncryption(EventDetector):
     """Data in this account encrypted under a key owned by another account (ransomware)."""
 
     id: ClassVar[str] = "kms_cross_account_key_encryption"
-    operations: ClassVar[frozenset[str] | None] = frozenset(
-        {"encrypt", "reencrypt", "generate_data_key"})
+    operations: ClassVar[frozenset[str] | None] = ENCRYPT_OPS
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:
         return {"trusted_accounts": []}
 
     def match(self, ev: KeyEvent) -> Finding | None:
-        if ev.dataset != CT or ev.outcome != "success" or ev.action not in ENCRYPT_ACTIONS:
+        # The normalized operation, not KMS event names: the calling service's record (an S3
+        # CopyObject / PutObject naming another account's key) is the same encryption.
+        if ev.dataset != CT or ev.outcome != "success" or ev.operation not in ENCRYPT_OPS:
             return None
-        uid = ev.key_destination_uid if ev.action == "ReEncrypt" and ev.key_destination_uid \
+        uid = ev.key_destination_uid if ev.operation == "reencrypt" and ev.key_destination_uid \
             else ev.key_uid
         key_acct = accounts_in([uid]) if uid else set()
         mine = {a for a in (ev.cloud_account_id, ev.principal_account) if a}
@@ -244,6 +243,30 @@ class KmsCrossAccountKeyEncryption(EventDetector):
             f"{uid}, a key owned by account {short_list(key_acct)}. Whoever controls that key "
             "decides whether this data can ever be read again: the KMS ransomware pattern.",
             entity=ent, key_uid=uid)
+
+
+class CloudTrailKmsLoggingStopped(EventDetector):
+    """A trail stopped, deleted, or its event selectors changed so that it no longer records
+    KMS events (StopLogging, DeleteTrail, PutEventSelectors)."""
+
+    id: ClassVar[str] = "cloudtrail_kms_logging_stopped"
+    operations: ClassVar[frozenset[str] | None] = frozenset({"admin_other"})
+
+    def match(self, ev: KeyEvent) -> Finding | None:
+        if ev.dataset != CT or ev.outcome != "success" or ev.provider != "cloudtrail.amazonaws.com":
+            return None
+        if ev.extra.get("aws.cloudtrail.kms_logged") is not False:
+            return None  # the new selectors still record KMS management events
+        trail = ev.resource or "a trail the record does not name"
+        what = {"StopLogging": f"stopped logging on trail {trail}",
+                "DeleteTrail": f"deleted trail {trail}",
+                "PutEventSelectors": f"changed the event selectors of trail {trail} so that it "
+                "no longer records KMS management events (Decrypt, GenerateDataKey, key policy "
+                "changes)"}.get(ev.action or "", f"changed trail {trail}")
+        return finding_for_event(
+            ev, f"{who(ev)} {what} ({ev.action}). If no other trail records KMS in this "
+            "account and region, key use and key administration are no longer audited.",
+            entity=f"trail:{trail}", key_uid=None, details={"trail": trail})
 
 
 DENIAL_CODES: Final[tuple[str, ...]] = (

@@ -115,10 +115,26 @@ class AkvAccessPolicyChanged(EventDetector):
         if not _is_access_policy_change(ev):
             return None
         vault = vault_of(ev)
+        oids = ev.extra.get("azure.keyvault.access_policy_object_ids") or []
+        perms = ev.extra.get("azure.keyvault.access_policy_permissions") or []
+        a = (ev.action or "").lower()
+        if oids or perms or a.endswith("accesspolicies/write"):
+            what = "changed the access policy of"
+            detail = (f" for {short_list(oids, 3)}" if oids else "") + (
+                f" ({short_list(perms, 4)})" if perms else "")
+            tail = " Check which identity gained or lost key/secret permissions."
+        else:
+            # vaults/write, VaultPut, VaultPatch: creation, tags, network rules, settings or
+            # access policies; the record does not say which.
+            what, detail = "wrote the configuration of", ""
+            tail = (" The record does not say what changed (vault creation, tags, network "
+                    "rules, settings or access policies): compare the vault's access policies "
+                    "and network rules with the previous version.")
         return finding_for_event(
-            ev, f"{who(ev)} changed the access policy of vault {vault} ({ev.action}). "
-            "Check which identity gained or lost key/secret permissions.",
-            entity=f"vault:{vault}")
+            ev, f"{who(ev)} {what} vault {vault}{detail} ({ev.action}).{tail}",
+            entity=f"vault:{vault}",
+            details={"what_changed": "access_policy" if what.startswith("changed") else
+                     "unknown", "object_ids": list(oids)})
 
 
 class AkvAccessPolicyChurn(WindowDetector):
@@ -154,6 +170,40 @@ class AkvAccessPolicyChurn(WindowDetector):
                     "removing it again hides the grant from periodic access reviews."),
                 evidence=b.evidence, event_count=b.count, principal=principal,
                 details={"source_ips": sorted(b.values.get("ip", set())), "vault": vault})
+
+
+class AkvAuditLoggingChanged(EventDetector):
+    """A vault's diagnostic setting was deleted or rewritten without AuditEvent: the vault's
+    audit log stops (the Key Vault counterpart of disabling a Vault audit device)."""
+
+    id: ClassVar[str] = "akv_audit_logging_changed"
+    operations: ClassVar[frozenset[str] | None] = frozenset({"admin_other"})
+
+    def match(self, ev: KeyEvent) -> Finding | None:
+        a = (ev.action or "").lower()
+        if not _akv(ev) or ev.outcome != "success" or not a.startswith(
+                "microsoft.insights/diagnosticsettings/"):
+            return None
+        vault = vault_of(ev)
+        enabled = ev.extra.get("azure.keyvault.audit_logs_enabled")
+        if a.endswith("/delete"):
+            what = ("deleted a diagnostic setting of vault " + vault + ": if it exported the "
+                    "AuditEvent category, the vault's key and secret access is no longer "
+                    "recorded")
+        elif enabled is False:
+            what = (f"rewrote a diagnostic setting of vault {vault} so that it no longer "
+                    "exports AuditEvent: the vault's audit log stops")
+        elif enabled is None:
+            what = (f"changed a diagnostic setting of vault {vault}; the record does not say "
+                    "whether AuditEvent is still exported or where it goes")
+        else:
+            return None  # still exports AuditEvent (a new destination or retention)
+        return finding_for_event(
+            ev, f"{who(ev)} {what} ({ev.action}). Turning off audit logging is how an "
+            "intruder hides what comes next.", entity=f"vault:{vault}|diagnostics",
+            key_uid=None, severity="high" if enabled is not None or a.endswith("/delete")
+            else None,
+            details={"audit_logs_enabled": enabled})
 
 
 RETRIEVAL_ACTIONS: Final[frozenset[str]] = frozenset({"SecretGet", "KeyGet", "CertificateGet"})

@@ -238,6 +238,13 @@ class DetectorMeta:
     suppress: list[dict[str, str]] = field(default_factory=list)
     severity_overridden: bool = False  # a user severity wins over a finding's own
     risk_score_overridden: bool = False
+    # 'always': every signal of this rule is an alert; 'baseline' (default): the alert tier
+    # may keep it a signal when it is routine (detectors.alerting).
+    alert_tier: str = "baseline"
+    # What a routine is counted per: the identity, and for rules about who uses a key also
+    # the key (a key whose user population churns routinely: CI runners, pod identities).
+    baseline_by: list[str] = field(default_factory=lambda: ["principal"])
+    exceptions: list[dict[str, Any]] = field(default_factory=list)
 
 
 class DetectorError(KeytrailError):

@@ -18,7 +18,15 @@ from typing import Any, Final
 
 import yaml
 
-from detectors import anomaly, aws_kms, azure_keyvault, hashicorp_vault, hsm, lifecycle
+from detectors import (
+    anomaly,
+    aws_kms,
+    azure_keyvault,
+    hashicorp_vault,
+    hsm,
+    lifecycle,
+    watchlist,
+)
 from detectors.base import SEVERITIES, Detector, DetectorError, DetectorMeta, Finding
 
 RULES_DIR: Final[Path] = Path(__file__).resolve().parent / "rules"
@@ -30,7 +38,11 @@ TACTICS: Final[frozenset[str]] = frozenset({
 })
 ALLOW_KINDS: Final[tuple[str, ...]] = ("principals", "keys", "source_ips")
 TUNING_KEYS: Final[tuple[str, ...]] = ("enabled", "severity", "risk_score", "params", "allow",
-                                       "suppress")
+                                       "suppress", "exceptions")
+EXCEPTION_KEYS: Final[tuple[str, ...]] = ("principal", "key", "entity", "schedule", "expires",
+                                          "reason")
+ALERT_TIERS: Final[tuple[str, ...]] = ("baseline", "always")
+DATE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 SUPPRESS_FIELDS: Final[tuple[str, ...]] = ("user.id", "keytrail.key.uid", "keytrail.alert.entity",
                                            "source.ip")
 DURATION: Final = re.compile(r"^\d+[hd]$")
@@ -54,10 +66,11 @@ for _cls in (
     aws_kms.KmsKeyDisabledOrDeletionScheduled, aws_kms.KmsImportedKeyMaterialChanged,
     aws_kms.KmsKeyPolicyChanged, aws_kms.KmsKeyPolicyOpened,
     aws_kms.KmsGrantToUnexpectedPrincipal, aws_kms.KmsCrossAccountKeyEncryption,
-    aws_kms.KmsDeniedBurst,
+    aws_kms.KmsDeniedBurst, aws_kms.CloudTrailKmsLoggingStopped,
     azure_keyvault.AkvObjectDeleted, azure_keyvault.AkvObjectPurged,
     azure_keyvault.AkvBackupRestoreRecover, azure_keyvault.AkvAccessPolicyChanged,
     azure_keyvault.AkvAccessPolicyChurn, azure_keyvault.AkvBurstRetrieval,
+    azure_keyvault.AkvAuditLoggingChanged,
     azure_keyvault.AkvRareIdentityRead, azure_keyvault.AkvDailyVolumeAnomaly,
     hashicorp_vault.VaultRootTokenUsed, hashicorp_vault.VaultAuditDeviceChanged,
     hashicorp_vault.VaultPolicyChanged, hashicorp_vault.VaultTransitKeyMadeExportable,
@@ -69,7 +82,7 @@ for _cls in (
     lifecycle.KeyRotationOverdue, lifecycle.KeyUsedWhileUnusable, lifecycle.KeyNewPrincipal,
     lifecycle.KeySeparationOfDuties, lifecycle.KeyDormant, lifecycle.KeyUnknownAsset,
     lifecycle.KeyExpiryApproaching,
-    anomaly.KeyUsageAnomaly,
+    anomaly.KeyUsageAnomaly, watchlist.SensitiveObjectRead,
 ):
     REGISTRY.register(_cls)
 
@@ -99,6 +112,10 @@ def _meta_errors(raw: Any, path: Path) -> list[str]:
                         f"ATT&CK tactic, got {t!r}")
     if not raw.get("techniques"):
         errs.append(f"{where}: at least one ATT&CK technique is required")
+    if raw.get("alert_tier", "baseline") not in ALERT_TIERS:
+        errs.append(f"{where}: alert_tier must be one of {', '.join(ALERT_TIERS)}")
+    if not set(raw.get("baseline_by") or ["principal"]) <= {"principal", "key"}:
+        errs.append(f"{where}: baseline_by must list principal and/or key")
     if not DURATION.match(str(raw.get("suppression_window", "1d"))):
         errs.append(f"{where}: suppression_window must look like 1h or 1d")
     return errs
@@ -130,7 +147,8 @@ def load_meta(detector_id: str) -> DetectorMeta:
         suppression_window=raw.get("suppression_window", "1d"),
         false_positives=str(raw["false_positives"]).strip(),
         runbook=str(raw["runbook"]).strip(), params=params,
-        cases=[dict(c) for c in raw["cases"]])
+        cases=[dict(c) for c in raw["cases"]], alert_tier=raw.get("alert_tier", "baseline"),
+        baseline_by=list(raw.get("baseline_by") or ["principal"]))
 
 
 def all_ids() -> list[str]:
@@ -189,6 +207,9 @@ def validate_tuning(section: Any) -> list[str]:
     errs: list[str] = []
     for det_id, tune in section.items():
         base = f"detectors.{det_id}"
+        if det_id == "alerting":
+            errs.extend(_alerting_errors(tune))
+            continue
         if det_id == "disabled":
             if not isinstance(tune, list):
                 errs.append(f"detectors.disabled: expected a list of detector ids, got {tune!r}; "
@@ -252,6 +273,7 @@ def validate_tuning(section: Any) -> list[str]:
                             if not _valid_ip_glob(g):
                                 errs.append(f"{base}.allow.source_ips[{i}]: {g!r} is not a CIDR "
                                             "or IP glob; write e.g. 10.0.0.0/8 or 192.0.2.*")
+        errs.extend(_exception_errors(base, tune.get("exceptions")))
         sup = tune.get("suppress")
         if sup is not None:
             if not isinstance(sup, list):
@@ -271,6 +293,84 @@ def validate_tuning(section: Any) -> list[str]:
                     if not isinstance(rule["value"], str):
                         errs.append(f"{p}.value: expected a glob string, got {rule['value']!r}")
     return errs
+
+
+def _alerting_errors(tune: Any) -> list[str]:
+    from detectors.alerting import AlertPolicy
+
+    defaults = AlertPolicy.defaults()
+    if not isinstance(tune, dict):
+        return [f"detectors.alerting: expected a mapping with any of {', '.join(defaults)}; "
+                "write e.g. alerting: {min_alert_risk: 40}"]
+    errs = []
+    for k, v in tune.items():
+        if k not in defaults:
+            errs.append(f"detectors.alerting.{k}: unknown setting" + _closest(str(k),
+                                                                             list(defaults)))
+            continue
+        e = _type_error(f"detectors.alerting.{k}", k, defaults[k], v)
+        if e:
+            errs.append(e)
+        elif k == "ticket_pattern":
+            try:
+                re.compile(v)
+            except re.error as exc:
+                errs.append(f"detectors.alerting.ticket_pattern: not a regular expression "
+                            f"({exc}); write e.g. ticket_pattern: 'CHG\\d+'")
+    return errs
+
+
+def _exception_errors(base: str, excs: Any) -> list[str]:
+    """Problems in `detectors.<id>.exceptions` (each a mapping of EXCEPTION_KEYS)."""
+    from detectors.alerting import schedule_error
+
+    if excs is None:
+        return []
+    example = ("write e.g. exceptions: [{principal: 'arn:aws:iam::*:role/Backup*', "
+               "reason: 'nightly backup', expires: '2026-12-31'}]")
+    if not isinstance(excs, list):
+        return [f"{base}.exceptions: expected a list of exceptions; {example}"]
+    errs = []
+    for i, exc in enumerate(excs):
+        p = f"{base}.exceptions[{i}]"
+        if not isinstance(exc, dict):
+            errs.append(f"{p}: expected a mapping, got {exc!r}; {example}")
+            continue
+        for k in exc:
+            if k not in EXCEPTION_KEYS:
+                errs.append(f"{p}.{k}: unknown key" + _closest(str(k), list(EXCEPTION_KEYS)))
+        if not exc.get("reason") or not isinstance(exc.get("reason"), str):
+            errs.append(f"{p}.reason: every exception needs a reason (who asked, why); "
+                        "add e.g. reason: 'CHG0012345 nightly key backup'")
+        if not any(exc.get(k) for k in ("principal", "key", "entity")):
+            errs.append(f"{p}: name what it covers with principal, key or entity (globs); "
+                        "an exception for everything is disabling the detector: use enabled: "
+                        "false instead")
+        for k in ("principal", "key", "entity"):
+            if k in exc and not isinstance(exc[k], str):
+                errs.append(f"{p}.{k}: expected a glob string, got {exc[k]!r}")
+        if "expires" in exc:
+            v = exc["expires"]
+            v = v.isoformat() if hasattr(v, "isoformat") else v
+            if not isinstance(v, str) or not DATE.match(v):
+                errs.append(f"{p}.expires: expected a date YYYY-MM-DD, got {exc['expires']!r}; "
+                            "write e.g. expires: '2026-12-31'")
+        if "schedule" in exc:
+            e = schedule_error(exc["schedule"])
+            if e:
+                errs.append(f"{p}.schedule: {e}")
+    return errs
+
+
+def normalized_exceptions(excs: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Exceptions with `expires` as a string (YAML may read an unquoted date as a date)."""
+    out = []
+    for exc in excs or []:
+        e = dict(exc)
+        if hasattr(e.get("expires"), "isoformat"):
+            e["expires"] = e["expires"].isoformat()
+        out.append(e)
+    return out
 
 
 def load_detectors(tuning: dict[str, Any] | None = None) -> list[tuple[Detector, DetectorMeta]]:
@@ -295,7 +395,8 @@ def load_detectors(tuning: dict[str, Any] | None = None) -> list[tuple[Detector,
             risk_score=tune.get("risk_score", meta.risk_score),
             risk_score_overridden="risk_score" in tune,
             allow={k: list(v) for k, v in (tune.get("allow") or {}).items()},
-            suppress=[dict(r) for r in tune.get("suppress") or []])
+            suppress=[dict(r) for r in tune.get("suppress") or []],
+            exceptions=normalized_exceptions(tune.get("exceptions")))
         out.append((REGISTRY.classes[det_id](**params), meta))
     return out
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import textwrap
+from datetime import UTC, datetime
+from typing import Any
 
 from detectors.base import DetectorError
-from detectors.catalog import REGISTRY, _closest, all_ids, load_meta
+from detectors.catalog import REGISTRY, _closest, all_ids, load_meta, normalized_exceptions
 from detectors.testing import run_cases as _run_cases
 
 
@@ -68,3 +70,19 @@ def run_cases(det_id: str | None = None) -> tuple[bool, str]:
             lines.append(f"{status}  {i}: {r.name} (expect {r.expected}) - {r.message}")
     lines.append(f"{total - failed}/{total} cases passed")
     return ok_all, "\n".join(lines) + "\n"
+
+
+def tuning_notes(tuning: dict[str, Any], as_of: str | None = None) -> str:
+    """Warnings about valid but stale tuning: exceptions past their expiry date (they no
+    longer suppress anything), relative to `as_of` (default: today, UTC)."""
+    today = (as_of or datetime.now(UTC).strftime("%Y-%m-%d"))[:10]
+    lines = []
+    for det_id, tune in sorted((tuning or {}).items()):
+        if not isinstance(tune, dict):
+            continue
+        for i, exc in enumerate(normalized_exceptions(tune.get("exceptions"))):
+            if exc.get("expires") and str(exc["expires"]) < today:
+                lines.append(f"warning: detectors.{det_id}.exceptions[{i}] expired on "
+                             f"{exc['expires']} ({exc.get('reason')}): it no longer suppresses; "
+                             "renew expires or remove it")
+    return "".join(line + "\n" for line in lines)

@@ -72,8 +72,15 @@ def is_aws_service(ev: KeyEvent) -> bool:
 
 
 def finding_for_event(ev: KeyEvent, explanation: str, **kw: Any) -> Finding:
-    """A finding about one event: entity = key uid (or principal), evidence = the event."""
-    entity = kw.pop("entity", None) or ev.key_uid or ev.user_id or ev.event_id
+    """A finding about one event: entity = principal|key (or the key, the principal),
+    evidence = the event.
+
+    The principal is part of the entity so that signals of different identities on one key
+    never merge into one: the alert tier judges each identity's routine separately (a
+    nightly backup job and an intruder backing up the same key the same day)."""
+    entity = kw.pop("entity", None) or (
+        f"{principal_identity(ev.user_id)}|{ev.key_uid}" if ev.key_uid and ev.user_id else
+        ev.key_uid or ev.user_id or ev.event_id)
     details = kw.pop("details", {})
     if ev.source_ip:
         details.setdefault("source_ips", [ev.source_ip])
@@ -90,6 +97,21 @@ def finding_for_event(ev: KeyEvent, explanation: str, **kw: Any) -> Finding:
         details=details,
         **kw,
     )
+
+
+def key_ref(ev: KeyEvent) -> str:
+    """The key for explanations: its uid, else what the record does say about it."""
+    if ev.key_uid:
+        return ev.key_uid
+    named = ev.key_alias or ev.key_name
+    where = " ".join(x for x in (
+        f"account {ev.key_account or ev.cloud_account_id}"
+        if ev.key_account or ev.cloud_account_id else "",
+        f"region {ev.key_region or ev.cloud_region}" if ev.key_region or ev.cloud_region else "",
+        f"vault {ev.key_vault}" if ev.key_vault else "") if x)
+    if named:
+        return f"the key named {named}" + (f" in {where}" if where else "")
+    return "a key the record does not identify" + (f" (in {where})" if where else "")
 
 
 def who(ev: KeyEvent) -> str:

@@ -170,23 +170,42 @@ class HsmRebootCounterJump(WindowDetector):
         return {"reboot": str(ev.extra.get("hsm.reboot_counter"))}
 
     def evaluate(self, entity: str, buckets: list[Bucket]) -> Iterable[Finding]:
-        prev: tuple[int, Bucket] | None = None
+        """Per-device state: one stream may interleave every HSM of a cluster or HA group,
+        each with its own counter. A counter value that keeps logging after a higher value
+        appeared belongs to another device; a device's next value starts only after its
+        previous value stopped (a rebooted HSM never logs with its old counter again)."""
+        spans: dict[int, list[Bucket]] = {}
         for b in buckets:
-            counters = sorted(int(v) for v in b.values.get("reboot", set()) if v.isdigit())
-            for c in counters:
-                if prev is not None:
-                    step = c - prev[0]
-                    if step < 0 or step > self.params["max_step"]:
-                        kind = ("went backwards" if step < 0 else
-                                f"jumped by {step} (expected at most {self.params['max_step']})")
-                        yield Finding(
-                            entity=f"{entity}|{prev[0]}->{c}",
-                            first_seen=prev[1].last_seen, last_seen=b.first_seen,
-                            explanation=(
-                                f"The reboot counter of HSM {entity} {kind}: {prev[0]} at "
-                                f"{prev[1].last_seen}, {c} at {b.first_seen}. Reboots that "
-                                "left no audit record, or a replaced/restored HSM, can hide "
-                                "tampering."),
-                            evidence=[*prev[1].evidence[-1:], *b.evidence[:1]], event_count=2,
-                            details={"from": prev[0], "to": c, "hsm": entity})
-                prev = (c, b)
+            for v in b.values.get("reboot", set()):
+                if v.isdigit():
+                    spans.setdefault(int(v), []).append(b)
+        first = {c: bs[0] for c, bs in spans.items()}
+        last = {c: bs[-1] for c, bs in spans.items()}
+        claimed: set[int] = set()
+        single = all(last[a].start <= first[b].start or last[b].start <= first[a].start
+                     for a in spans for b in spans if a < b)
+        for c in sorted(spans, key=lambda v: (first[v].start, v)):
+            # In the bucket where c first appears p may still log (a reboot within the hour)
+            # only when that bucket is p's last.
+            ended = [p for p in spans if p not in claimed and p != c
+                     and last[p].start <= first[c].start and (p < c or single)]
+            if not ended:
+                continue  # a device seen for the first time (or another cluster member)
+            below = [p for p in ended if p < c]
+            prev = max(below) if below else max(ended, key=lambda p: last[p].start)
+            claimed.add(prev)
+            step = c - prev
+            if 0 <= step <= self.params["max_step"]:
+                continue
+            kind = ("went backwards" if step < 0 else
+                    f"jumped by {step} (expected at most {self.params['max_step']})")
+            pb, cb = last[prev], first[c]
+            yield Finding(
+                entity=f"{entity}|{prev}->{c}", first_seen=pb.last_seen, last_seen=cb.first_seen,
+                explanation=(
+                    f"The reboot counter of an HSM logging to {entity} {kind}: {prev} until "
+                    f"{pb.last_seen}, {c} from {cb.first_seen}, and {prev} never logged again "
+                    "(the same device). Reboots that left no audit record, or a replaced/"
+                    "restored HSM, can hide tampering."),
+                evidence=[*pb.evidence[-1:], *cb.evidence[:1]], event_count=2,
+                details={"from": prev, "to": c, "hsm": entity})

@@ -270,6 +270,48 @@ class CryptoperiodPolicy:
 
 
 # NIST SP 800-57 Pt1 Rev5 Table 1 and provider defaults; user policies come first.
+# Session (ephemeral) keys: PKCS#11 CKA_TOKEN=false objects die with their session; payment
+# and TLS applications create one per transaction batch and destroy it seconds later.
+EPHEMERAL_MAX_SECONDS: Final[int] = 86_400
+
+
+HSM_PROVIDERS: Final[frozenset[str]] = frozenset({"cloudhsm", "luna", "nshield"})
+# A session object's end is often not logged (it dies with C_CloseSession): an HSM key
+# created, used only by its creator within its first EPHEMERAL_MAX_SECONDS and then never
+# again for SESSION_QUIET_DAYS is a session key too.
+SESSION_QUIET_DAYS: Final[int] = 7
+
+
+def classify_lifetime(created: dict[str, Any] | None, transitions: list[dict[str, Any]],
+                      state: str, provider: str | None = None,
+                      last_seen: str | None = None, principals: set[str] | None = None,
+                      as_of: str | None = None,
+                      op_counts: dict[str, int] | None = None) -> tuple[str, float | None]:
+    """('ephemeral' | 'long_lived', lifetime in seconds when creation and destruction are
+    both observed). Ephemeral: created and destroyed by the same identity within
+    EPHEMERAL_MAX_SECONDS, with no other state change in between; or (HSM keys) created and
+    used only by its creator within that time and silent for SESSION_QUIET_DAYS since."""
+    # A masked export/insert is cluster synchronisation, which only token (persistent)
+    # objects get: such a key is long-lived however quiet it is.
+    synced = bool((op_counts or {}).get("export") or (op_counts or {}).get("import"))
+    if (created is not None and state == "active" and provider in HSM_PROVIDERS
+            and not synced and last_seen and as_of and len(transitions) == 1
+            and set(principals or ()) <= {created.get("user_id")}):
+        span = (_parse_ts(last_seen) - _parse_ts(created["ts"])).total_seconds()
+        quiet = (_parse_ts(as_of) - _parse_ts(last_seen)).total_seconds()
+        if span <= EPHEMERAL_MAX_SECONDS and quiet >= SESSION_QUIET_DAYS * 86_400:
+            return "ephemeral", span
+    if created is None or state != "destroyed" or not transitions:
+        return "long_lived", None
+    end = transitions[-1]
+    lifetime = (_parse_ts(end["at"]) - _parse_ts(created["ts"])).total_seconds()
+    middle = [t for t in transitions[1:-1] if t["to"] not in ("active", "destroyed")]
+    same = (end.get("by") or "") == (created.get("user_id") or "")
+    if lifetime <= EPHEMERAL_MAX_SECONDS and same and not middle:
+        return "ephemeral", lifetime
+    return "long_lived", lifetime
+
+
 DEFAULT_POLICIES: Final[tuple[CryptoperiodPolicy, ...]] = (
     CryptoperiodPolicy("secrets-not-evaluated", None, kind="secret", source="default"),
     CryptoperiodPolicy("certificates-by-expiry", None, kind="certificate", source="default"),
@@ -460,6 +502,9 @@ def build_inventory_record(
             rotation_status = "overdue" if known_start or last_rotated else "overdue_lower_bound"
         else:
             rotation_status = "within_cryptoperiod"
+    key_class, lifetime = classify_lifetime(created, transitions, state, provider,
+                                            acc.last_seen, acc.principals, as_of,
+                                            acc.op_counts)
     points = ([material_since] if material_since and known_start else []) + rotations
     intervals = [
         (_parse_ts(b) - _parse_ts(a)).days for a, b in itertools.pairwise(points)
@@ -485,6 +530,8 @@ def build_inventory_record(
         "creation_observed": known_start,
         "state": state,
         "substate": substate,
+        "key_class": key_class,
+        "lifetime_seconds": lifetime,
         "transitions": transitions,
         "history_truncated": acc.history_truncated,
         "rotation": {

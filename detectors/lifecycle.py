@@ -171,11 +171,14 @@ class KeyNewPrincipal(InventoryDetector):
     @classmethod
     def default_params(cls) -> dict[str, Any]:
         return {"baseline_days": 14, "min_baseline_events": 50, "ignore_principals":
-                ["*.amazonaws.com", "AWS Internal"]}
+                ["*.amazonaws.com", "AWS Internal"], "peer_eps": 0.1}
 
     def evaluate(self, inventory: list[dict[str, Any]], edges: list[dict[str, Any]],
                  as_of: str) -> Iterable[Finding]:
+        from detectors.peers import PeerGroups, usage_profiles
+
         p = self.params
+        groups = PeerGroups(eps=p["peer_eps"]).fit(usage_profiles(edges, CRYPTO_OPS))
         for uid, es in sorted(key_edges(edges).items()):
             crypto = [e for e in es if e["operation"] in CRYPTO_OPS and e["count"] > e["failures"]]
             if not crypto:
@@ -193,6 +196,16 @@ class KeyNewPrincipal(InventoryDetector):
                 baseline = sum(e["count"] for e in crypto if e["first_seen"] < first)
                 if baseline < p["min_baseline_events"]:
                     continue
+                # Only an established user of the key vouches for a peer: one that used it on
+                # several days before, never a one-off user (a break-glass access, another
+                # newcomer).
+                earlier = {q for q, qe in by_p.items()
+                           if q != principal and len({e["window_start"][:10] for e in qe
+                                                      if e["first_seen"] < first}) >= 3}
+                # A new member of a peer group that already used the key: still a signal, the
+                # alert tier keeps it out of the alerts (detectors.alerting).
+                peer = next(((q, sim) for q, sim in groups.peers(principal) if q in earlier),
+                            None)
                 day = [e for e in pe if e["window_start"][:10] == first[:10]]
                 yield Finding(
                     entity=f"{principal}|{uid}", first_seen=first,
@@ -204,7 +217,12 @@ class KeyNewPrincipal(InventoryDetector):
                         "by other principals established who uses this key."),
                     evidence=edge_evidence(day), event_count=sum(e["count"] for e in day),
                     key_uid=uid, principal=principal,
-                    details={"source_ips": sorted({ip for e in day for ip in e["source_ips"]})})
+                    details={"source_ips": sorted({ip for e in day for ip in e["source_ips"]}),
+                             # the raw ids keep the role session name (a ticket, a runner id)
+                             "principal_ids": sorted({e["principal"] for e in day})[:10],
+                             **({"peer_of": peer[0], "peer_similarity": round(peer[1], 3),
+                                 "peer_shared": groups.shared_features(principal, peer[0])}
+                                if peer else {})})
 
 
 class KeySeparationOfDuties(InventoryDetector):

@@ -77,8 +77,11 @@ class DerivedState:
 def run_detection(events: Iterable[KeyEvent],
                   detectors: list[tuple[Detector, DetectorMeta]],
                   as_of: str | None = None,
-                  edge_window: str = EDGE_WINDOW) -> list[dict[str, Any]]:
-    """All alerts for `events`, sorted by (first_seen, alert id)."""
+                  edge_window: str = EDGE_WINDOW,
+                  tiers: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """All signals for `events` (each detector's own view, allow-lists applied), sorted by
+    (first_seen, alert id); with `tiers` (the `detectors.alerting` settings, {} for the
+    defaults) the alert tier's alerts instead, as the pipeline writes them."""
     alerts: dict[str, dict[str, Any]] = {}
 
     def emit(det: Detector, meta: DetectorMeta, findings: Iterable[Any]) -> None:
@@ -115,14 +118,21 @@ def run_detection(events: Iterable[KeyEvent],
         wd, m = by_id[det_id]
         assert isinstance(wd, WindowDetector)
         emit(wd, m, wd.evaluate(entity, [per[s] for s in sorted(per)]))
-    if inv_dets and state.max_ts:
+    inv: list[dict[str, Any]] = []
+    if state.max_ts:
         when = as_of or state.max_ts
         inv, edges = state.records(when, edge_window)
         for idet, m in inv_dets:
             assert isinstance(idet, InventoryDetector)
             emit(idet, m, idet.evaluate(inv, edges, when))
-    return sorted(alerts.values(),
-                  key=lambda a: (a["keytrail.alert.first_seen"], a["keytrail.alert.id"]))
+    out = sorted(alerts.values(),
+                 key=lambda a: (a["keytrail.alert.first_seen"], a["keytrail.alert.id"]))
+    if tiers is None:
+        return out
+    from detectors.alerting import AlertPolicy, two_tiers
+
+    _, tiered = two_tiers(out, inv, {m.id: m for _, m in detectors}, AlertPolicy(**tiers))
+    return sorted(tiered, key=lambda a: (a["keytrail.alert.first_seen"], a["keytrail.alert.id"]))
 
 
 # --- YAML cases ----------------------------------------------------------------------------

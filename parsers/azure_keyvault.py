@@ -738,6 +738,32 @@ def _diagnostics_claims(rec: Mapping[str, Any]) -> dict[str, str]:
     return claims
 
 
+def _vault_diagnostics(op: str, resource_id: object) -> bool:
+    """A diagnostic setting of a Key Vault / Managed HSM written or deleted: the switch for the
+    vault's AuditEvent logs, so it belongs in the vault's record (Microsoft.Insights
+    operation on a `.../providers/Microsoft.KeyVault/...` resource scope)."""
+    o = op.lower()
+    return o.startswith("microsoft.insights/diagnosticsettings/") and isinstance(
+        resource_id, str) and "/providers/microsoft.keyvault/" in resource_id.lower()
+
+
+def _audit_logs_enabled(props: Mapping[str, Any]) -> bool | None:
+    """From a diagnostic-setting request body: True when it exports AuditEvent (or the
+    audit / allLogs category groups), False when it lists logs without them, None when the
+    record carries no body."""
+    body = _load_dict(props.get("requestbody") or props.get("requestBody"))
+    inner = body.get("properties") if isinstance(body, dict) else None
+    logs = inner.get("logs") if isinstance(inner, dict) else None
+    if not isinstance(logs, list):
+        return None
+    for entry in logs[:64]:
+        if isinstance(entry, dict) and entry.get("enabled") is True and (
+                str(entry.get("category") or "").lower() == "auditevent"
+                or str(entry.get("categoryGroup") or "").lower() in ("audit", "alllogs")):
+            return True
+    return False
+
+
 def _access_policy_details(props: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """Object ids and '<kind>:<perm>' permissions of an access-policy request body."""
     body = _load_dict(props.get("requestbody") or props.get("requestBody"))
@@ -1190,7 +1216,8 @@ class AzureKeyVaultParser(LogParser):
 
     def _activity(self, rec: dict[str, Any], op: str, path: str, offset: int) -> ParseOutcome:
         """Activity Log record (diagnostic-settings export or REST / Event Grid shape)."""
-        if not op.lower().startswith("microsoft.keyvault/"):
+        if not op.lower().startswith("microsoft.keyvault/") and not _vault_diagnostics(
+                op, rec.get("resourceId")):
             return Skipped("non_keyvault_event", path, offset)
         result_type = _str(rec.get("resultType"))
         status_obj = rec.get("status")
@@ -1221,7 +1248,13 @@ class AzureKeyVaultParser(LogParser):
         if ip is None and isinstance(http, dict):
             ip = _str(http.get("clientIpAddress"))
         extra_ap: dict[str, Any] = {}
-        if "/accesspolicies/" in op.lower():
+        audit = _audit_logs_enabled(props) if _vault_diagnostics(op, rec.get("resourceId")) \
+            else None
+        if audit is not None:
+            extra_ap["azure.keyvault.audit_logs_enabled"] = audit
+        if "/accesspolicies/" in op.lower() or op.lower().endswith("/vaults/write"):
+            # vaults/write also creates vaults and sets tags / network rules: only a request
+            # body with accessPolicies says the access policy was (re)written.
             oids, perms = _access_policy_details(props)
             if oids:
                 extra_ap["azure.keyvault.access_policy_object_ids"] = oids
@@ -1269,7 +1302,8 @@ class AzureKeyVaultParser(LogParser):
                 DATASET,
                 "OperationNameValue is empty or not a string",
             )
-        if not op.lower().startswith("microsoft.keyvault/"):
+        if not op.lower().startswith("microsoft.keyvault/") and not _vault_diagnostics(
+                op, rec.get("_ResourceId") or rec.get("ResourceId")):
             return Skipped("non_keyvault_event", path, offset)
         result_type = _str(rec.get("ActivityStatusValue"))
         if (result_type or "").lower() in _START_WORDS:
@@ -1506,6 +1540,8 @@ def _audit_operation(op: str) -> tuple[str, str | None]:
 @lru_cache(maxsize=1024)
 def _arm_operation(op: str) -> tuple[str, str | None]:
     """Activity Log action (any letter case) -> (operation, object kind)."""
+    if op.lower().startswith("microsoft.insights/"):
+        return "admin_other", None  # a diagnostic setting of the vault, not the vault itself
     parts = op.lower().split("/")[1:]  # drop 'microsoft.keyvault'
     if parts and parts[-1] == "action":
         parts = parts[:-1]

@@ -134,6 +134,11 @@ from parsers.timeutil import format_ms, from_epoch_ms, normalize_iso
 
 DATASET: Final[str] = "aws.cloudtrail"
 KMS_SOURCE: Final[str] = "kms.amazonaws.com"
+TRAIL_SOURCE: Final[str] = "cloudtrail.amazonaws.com"
+# Trail changes that can stop the recording of KMS events: kept as events (not skipped as
+# non-KMS) so the loss of the key audit trail is itself on record.
+TRAIL_LOGGING_EVENTS: Final[frozenset[str]] = frozenset(
+    {"StopLogging", "DeleteTrail", "PutEventSelectors"})
 
 # This family's vendor leftovers (defined with every other field in schema.EXTRA_FIELDS).
 EXTRA_FIELDS: Final[dict[str, tuple[str, str]]] = {
@@ -1018,7 +1023,8 @@ class CloudTrailParser(LogParser):
             re_ = _EMPTY
         is_kms = source == KMS_SOURCE
         foreign_ref: str | None = None
-        if not is_kms:
+        trail_change = not is_kms and source == TRAIL_SOURCE and name in TRAIL_LOGGING_EVENTS
+        if not is_kms and not trail_change:
             foreign_ref = (
                 _scan_key_ref(rp, 4)
                 or _scan_key_ref(re_, 4)
@@ -1096,6 +1102,15 @@ class CloudTrailParser(LogParser):
             ctx = rp.get("encryptionContext")
             if type(ctx) is dict and ctx:
                 self._context(ctx, None, kf, extra)
+        elif trail_change:
+            operation = "admin_other"
+            uid = alias = None
+            trail = rp.get("name") or rp.get("trailName")
+            if type(trail) is str and trail:
+                kf["resource"] = trail
+            if outcome == "success":
+                extra["aws.cloudtrail.kms_logged"] = name == "PutEventSelectors" and (
+                    _selectors_log_kms(rp))
         else:
             operation = _non_kms_operation(name)
             uid, alias = _resolve(foreign_ref, account, region, res_keys, aliases)
@@ -1527,6 +1542,43 @@ def _generic_operation(name: str) -> str:
     if name.startswith("List"):
         return "list"
     return "admin_other"
+
+
+def _selectors_log_kms(rp: dict[str, Any]) -> bool:
+    """Do PutEventSelectors' (basic or advanced) selectors still record KMS management
+    events, reads (Decrypt, GenerateDataKey) included?"""
+    basic = rp.get("eventSelectors")
+    if type(basic) is list:
+        for sel in basic:
+            if type(sel) is not dict or sel.get("includeManagementEvents") is False:
+                continue
+            excluded = sel.get("excludeManagementEventSources")
+            if type(excluded) is list and KMS_SOURCE in excluded:
+                continue
+            if sel.get("readWriteType") in (None, "All"):
+                return True
+    advanced = rp.get("advancedEventSelectors")
+    if type(advanced) is list:
+        for sel in advanced:
+            fields = sel.get("fieldSelectors") if type(sel) is dict else None
+            if type(fields) is not list:
+                continue
+            management = drops_kms = False
+            for f in fields:
+                if type(f) is not dict:
+                    continue
+                field = f.get("field") or f.get("Field")
+                if field == "eventCategory" and "Management" in (f.get("equals") or []):
+                    management = True
+                elif field == "eventSource" and (
+                        KMS_SOURCE in (f.get("notEquals") or [])
+                        or (f.get("equals") and KMS_SOURCE not in f["equals"])):
+                    drops_kms = True
+                elif field == "readOnly" and f.get("equals"):
+                    drops_kms = True  # only reads or only writes: half of KMS is lost
+            if management and not drops_kms:
+                return True
+    return False
 
 
 def _non_kms_operation(name: str) -> str:

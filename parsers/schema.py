@@ -215,6 +215,11 @@ EXTRA_FIELDS: Final[dict[str, tuple[str, str]]] = {
         "date",
         "CreateKey keyMetadata.creationDate, normalized to UTC.",
     ),
+    "aws.cloudtrail.kms_logged": (
+        "boolean",
+        "After this trail change (StopLogging, DeleteTrail, PutEventSelectors), does the trail "
+        "still record KMS management events?",
+    ),
     "aws.cloudtrail.key_ref": (
         "keyword",
         "Key reference as logged when it could not be resolved to an ARN (no "
@@ -245,6 +250,10 @@ EXTRA_FIELDS: Final[dict[str, tuple[str, str]]] = {
         "userIdentity.arn verbatim (for AssumedRole the session ARN; user.id holds the role ARN).",
     ),
     "aws.cloudtrail.vpc_endpoint_id": ("keyword", "vpcEndpointId."),
+    "azure.keyvault.audit_logs_enabled": (
+        "boolean",
+        "A diagnostic-setting request body: does it still export AuditEvent (or allLogs)?",
+    ),
     "azure.keyvault.access_policy_object_ids": (
         "keyword",
         "Object ids named in an access-policy change request body.",

@@ -210,8 +210,10 @@ def cmd_inventory(args: argparse.Namespace, extra: list[str]) -> int:
         inv = _read_store(args.out, "inventory.json")
     from dashboards import exports
 
+    ephemeral = exports.ephemeral_summary(inv)
     inv = exports.filter_inventory(inv, overdue=args.overdue, state=args.state,
-                                   provider=args.provider, kind=args.kind)
+                                   provider=args.provider, kind=args.kind,
+                                   include_ephemeral=args.include_ephemeral)
     if args.format == "csv":
         sys.stdout.write(exports.to_csv(inv))
     elif args.format == "json":
@@ -222,6 +224,8 @@ def cmd_inventory(args: argparse.Namespace, extra: list[str]) -> int:
                                       option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         sys.stdout.write(exports.table(inv))
+        if not args.include_ephemeral:
+            sys.stdout.write(exports.ephemeral_table(ephemeral))
     return 0
 
 
@@ -231,10 +235,12 @@ def cmd_alerts(args: argparse.Namespace, extra: list[str]) -> int:
 
         rows = sinks.read_alerts(args)
     else:
-        p = Path(args.out) / "alerts.ndjson"
+        p = Path(args.out) / ("signals.ndjson" if args.signals else "alerts.ndjson")
         if not p.exists():
             raise KeytrailError(f"{p} not found: run 'keytrail run --out {args.out}' first")
         rows = [orjson.loads(line) for line in p.read_bytes().splitlines() if line.strip()]
+        if args.signals and args.signals != "all":
+            rows = [a for a in rows if a.get("keytrail.signal.disposition") == args.signals]
     if args.severity:
         rows = [a for a in rows if a["keytrail.alert.severity"] == args.severity]
     if args.rule:
@@ -249,6 +255,11 @@ def cmd_alerts(args: argparse.Namespace, extra: list[str]) -> int:
                          f"{t['keytrail.alert.first_seen']}  x{t['keytrail.alert.event_count']:<5} "
                          f"{t.get('keytrail.key.uid') or t.get('user.id') or '-'}\n"
                          f"         {t['keytrail.alert.explanation']}\n")
+        why = a.get("keytrail.alert.why") or (
+            f"[{a['keytrail.signal.disposition']}] {a.get('keytrail.signal.reason') or ''}"
+            if a.get("keytrail.signal.disposition") else "")
+        if why:
+            sys.stdout.write(f"         why: {terminal(why)}\n")
     return 0
 
 
@@ -264,8 +275,15 @@ def cmd_detectors(args: argparse.Namespace, extra: list[str]) -> int:
                                 "(see 'keytrail detectors list')")
         sys.stdout.write(terminal_text(cli_support.show(args.id)))
         return 0
+    notes = ""
+    if args.config:
+        # load_config validates the whole file (detector tuning and exceptions included) and
+        # raises with every problem, each naming the key and the fix.
+        cfg = _load_config(args.config)
+        notes = (f"config {args.config}: detector tuning valid\n"
+                 + cli_support.tuning_notes(cfg.detectors, cfg.as_of))
     ok, report = cli_support.run_cases(args.id)
-    sys.stdout.write(terminal_text(report))
+    sys.stdout.write(terminal_text(report + notes))
     return 0 if ok else 1
 
 
@@ -367,6 +385,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int
     i.add_argument("--state")
     i.add_argument("--provider")
     i.add_argument("--kind")
+    i.add_argument("--include-ephemeral", action="store_true",
+                   help="list session (ephemeral) keys one by one instead of summarising them")
     i.add_argument("--config")
     sink_options(i)
     handlers["inventory"] = cmd_inventory
@@ -376,6 +396,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int
     a.add_argument("--severity", choices=["low", "medium", "high", "critical"])
     a.add_argument("--rule")
     a.add_argument("--json", action="store_true")
+    a.add_argument("--signals", nargs="?", const="all",
+                   choices=["all", "alert", "exception", "ephemeral_key", "ticketed", "routine",
+                            "low_risk"],
+                   help="show signals (every detection) instead of alerts, optionally only "
+                        "one disposition (local store)")
     a.add_argument("--config")
     sink_options(a)
     handlers["alerts"] = cmd_alerts
@@ -383,6 +408,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[..., int
     d = sub.add_parser("detectors", help="list, show or test detectors")
     d.add_argument("action", choices=["list", "show", "test"])
     d.add_argument("id", nargs="?")
+    d.add_argument("--config", help="also validate this config's detector tuning and exceptions")
     handlers["detectors"] = cmd_detectors
 
     g = sub.add_parser("generate", help="write realistic labelled multi-provider logs")

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from detectors.catalog import load_detectors
+from detectors.catalog import all_ids, load_detectors
 from detectors.common import epoch_ms
 from detectors.testing import run_detection
 from parsers.base import ParseOptions
@@ -52,8 +52,10 @@ def iter_events(data_dir: str) -> Iterator[KeyEvent]:
 
 
 def run_in_memory(data_dir: str, tuning: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Alerts of the reference runner over the generated data (as_of = latest event)."""
-    return run_detection(iter_events(data_dir), load_detectors(tuning))
+    """Alert-tier alerts of the reference runner over the generated data (as_of = latest
+    event)."""
+    return run_detection(iter_events(data_dir), load_detectors(tuning),
+                         tiers=(tuning or {}).get("alerting") or {})
 
 
 def _ms(ts: str) -> int:
@@ -61,8 +63,12 @@ def _ms(ts: str) -> int:
     return epoch_ms(t)
 
 
-def _matches(alert: dict[str, Any], sc: dict[str, Any]) -> bool:
-    rule = alert["rule.id"]
+def alert_rules(alert: dict[str, Any]) -> list[str]:
+    """The rules behind an alert: its own, or every contributing rule of an incident."""
+    return list(alert.get("keytrail.alert.rules") or [alert["rule.id"]])
+
+
+def _matches(alert: dict[str, Any], sc: dict[str, Any], rule: str) -> bool:
     if rule not in sc["detectors"] and rule not in sc.get("also", []):
         return False
     hay = " ".join(str(alert.get(k) or "") for k in (
@@ -84,17 +90,23 @@ def evaluate(data_dir: str, alerts: list[dict[str, Any]], labels: dict[str, Any]
     fp: dict[str, int] = defaultdict(int)
     fp_alerts: list[dict[str, Any]] = []
     hit: dict[tuple[str, str], int] = defaultdict(int)
+    total_tp = 0
     for a in alerts:
-        matched = [sc for sc in scenarios if _matches(a, sc)]
-        if matched:
-            tp[a["rule.id"]] += 1
-            for sc in matched:
-                hit[(sc["scenario"], a["rule.id"])] += 1
-        else:
-            fp[a["rule.id"]] += 1
+        any_match = False
+        for rule in alert_rules(a):
+            matched = [sc for sc in scenarios if _matches(a, sc, rule)]
+            if matched:
+                any_match = True
+                tp[rule] += 1
+                for sc in matched:
+                    hit[(sc["scenario"], rule)] += 1
+            else:
+                fp[rule] += 1
+        total_tp += any_match
+        if not any_match:
             fp_alerts.append({k: a.get(k) for k in (
                 "rule.id", "keytrail.alert.entity", "keytrail.alert.first_seen",
-                "keytrail.alert.explanation")})
+                "keytrail.alert.explanation", "keytrail.alert.why")})
     expected: dict[str, int] = defaultdict(int)
     found: dict[str, int] = defaultdict(int)
     per_scenario = []
@@ -110,7 +122,8 @@ def evaluate(data_dir: str, alerts: list[dict[str, Any]], labels: dict[str, Any]
             "also_fired": sorted(d for d in sc.get("also", []) if hit[(sc["scenario"], d)]),
         })
     per_detector = []
-    for d in sorted(set(tp) | set(fp) | set(expected)):
+    # Every registered detector gets a row, with zeros when it neither fired nor was expected.
+    for d in sorted(set(tp) | set(fp) | set(expected) | set(all_ids())):
         alerts_d = tp[d] + fp[d]
         per_detector.append({
             "detector": d, "alerts": alerts_d, "true_positive_alerts": tp[d],
@@ -121,8 +134,7 @@ def evaluate(data_dir: str, alerts: list[dict[str, Any]], labels: dict[str, Any]
         })
     benign = int(labels.get("benign_events") or 0)
     n_exp = sum(expected.values())
-    total_tp = sum(tp.values())
-    total = total_tp + sum(fp.values())
+    total = len(alerts)
     return {
         "data_dir": data_dir, "seed": labels.get("seed"), "scale": labels.get("scale"),
         "days": labels.get("days"), "benign_events": benign,
@@ -170,6 +182,33 @@ def format_eval_table(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def format_combined(results: list[dict[str, Any]]) -> str:
+    """Per-detector alert-tier numbers summed over several seeds (the closing table)."""
+    agg: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+    benign = sum(int(r["benign_events"] or 0) for r in results)
+    for r in results:
+        for d in r["per_detector"]:
+            a = agg[d["detector"]]
+            for i, k in enumerate(("alerts", "true_positive_alerts", "false_positive_alerts",
+                                   "scenarios_expected", "scenarios_detected")):
+                a[i] += d[k]
+    lines = [f"over {len(results)} seeds ({benign} benign events), alert tier:",
+             f"{'detector':42} {'alerts':>6} {'TP':>5} {'FP':>4} {'prec':>5} {'scen':>5} "
+             f"{'found':>5} {'recall':>6} {'FP/100k':>7}"]
+    for d, (n, tp, fp, e, f) in sorted(agg.items()):
+        lines.append(f"{d:42} {n:6d} {tp:5d} {fp:4d} {_f(tp / n if n else None):>5} {e:5d} "
+                     f"{f:5d} {_f(f / e if e else None):>6} "
+                     f"{_f(fp / benign * 1e5 if benign else None):>7}")
+    n = sum(int(r["totals"]["alerts"]) for r in results)
+    fp = sum(int(r["totals"]["false_positive_alerts"]) for r in results)
+    e = sum(a[3] for a in agg.values())
+    f = sum(a[4] for a in agg.values())
+    lines.append(f"{'ALL':42} {n:6d} {n - fp:5d} {fp:4d} {_f((n - fp) / n if n else None):>5} "
+                 f"{e:5d} {f:5d} {_f(f / e if e else None):>6} "
+                 f"{_f(fp / benign * 1e5 if benign else None):>7}")
+    return "\n".join(lines)
+
+
 def log_inputs(data_dir: str) -> list[str]:
     """The generated log files/directories of a data dir (everything except labels.json)."""
     return sorted(str(p) for p in Path(data_dir).iterdir() if p.name != "labels.json")
@@ -188,7 +227,8 @@ def run_eval(data_dir: str | None, out_dir: str, seeds: list[int], days: int, sc
         (str(Path(out_dir) / f"seed-{s}" / "logs"), s) for s in seeds]
     texts: list[str] = []
     ok = True
-    rows: list[tuple[str, dict[str, Any]]] = []
+    rows: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    results: list[dict[str, Any]] = []
     for ddir, seed in runs:
         assert ddir is not None
         if seed is not None:
@@ -198,17 +238,28 @@ def run_eval(data_dir: str | None, out_dir: str, seeds: list[int], days: int, sc
         run_batch(log_inputs(ddir), store, config)
         alerts = [orjson.loads(line) for line in
                   (Path(store) / "alerts.ndjson").read_bytes().splitlines() if line]
-        result = evaluate(ddir, alerts, load_labels(ddir))
+        labels = load_labels(ddir)
+        result = evaluate(ddir, alerts, labels)
         t = result["totals"]
         met = ((t["recall"] or 0) >= 0.95 and (t["precision"] or 0) >= 0.9
                and (t["fp_per_100k_benign"] or 0) <= 1.0)
         ok = ok and met
-        rows.append((ddir, t))
+        sig_path = Path(store) / "signals.ndjson"
+        signals = [orjson.loads(line) for line in sig_path.read_bytes().splitlines()
+                   if line] if sig_path.exists() else []
+        st = evaluate(ddir, signals, labels)["totals"]
+        rows.append((ddir, t, st))
+        results.append(result)
         texts.append(format_eval_table(result))
-    summary = [f"{'run':50} {'alerts':>6} {'precision':>9} {'recall':>6} {'FP/100k':>8}"]
-    for ddir, t in rows:
+    summary = [f"{'run':50} {'alerts':>6} {'precision':>9} {'recall':>6} {'FP/100k':>8}   "
+               f"{'signals':>7} {'sig.prec':>8} {'sig.FP/100k':>11}"]
+    for ddir, t, st in rows:
         summary.append(f"{ddir[-50:]:50} {t['alerts']:6d} {_f(t['precision']):>9} "
-                       f"{_f(t['recall']):>6} {_f(t['fp_per_100k_benign']):>8}")
+                       f"{_f(t['recall']):>6} {_f(t['fp_per_100k_benign']):>8}   "
+                       f"{st['alerts']:7d} {_f(st['precision']):>8} "
+                       f"{_f(st['fp_per_100k_benign']):>11}")
+    if len(results) > 1:
+        summary = [format_combined(results), "", *summary]
     summary.append("targets met" if ok else "TARGETS NOT MET (recall >= 0.95, precision >= 0.9, "
                    "<= 1 FP per 100k benign events)")
     return ok, "\n".join(texts) + "\n" + "\n".join(summary)

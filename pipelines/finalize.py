@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from dashboards.report import render_report
+from detectors.alerting import AlertPolicy, two_tiers
 from detectors.base import (
     Bucket,
     DetectorMeta,
@@ -59,8 +60,11 @@ def build_outputs(
     inventory_detectors: list[tuple[InventoryDetector, DetectorMeta]],
     as_of: str,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]],
-           list[dict[str, Any]]]:
-    """Inventory, edges, resource edges and alerts, each sorted by id."""
+           list[dict[str, Any]], list[dict[str, Any]]]:
+    """Inventory, edges, resource edges, alerts and signals (DESIGN.md section 7).
+
+    Every detection is a signal; detectors.alerting decides which become alerts.
+    """
     inventory = [build_inventory_record(keys[uid], as_of, config.policies, config.compromised_keys)
                  for uid in sorted(keys)]
     edge_rows = sorted((edge_record(k, a, config.graph_window) for k, a in edges.items()),
@@ -96,11 +100,20 @@ def build_outputs(
             for finding in idet.evaluate(inventory, edge_rows, as_of):
                 if detection.accept(idet, meta, finding):
                     add(make_alert(meta, finding))
-    alert_rows = sorted(merged.values(), key=lambda a: (
-        SEVERITY_ORDER.index(a["keytrail.alert.severity"])
-        if a["keytrail.alert.severity"] in SEVERITY_ORDER else 9,
-        a["keytrail.alert.first_seen"], a["keytrail.alert.id"]))
-    return inventory, edge_rows, res_rows, alert_rows
+    signal_rows = sorted(merged.values(), key=_alert_order)
+    metas = {m.id: m for _, m in [*(detection.event if detection else []),
+                                  *(detection.window if detection else []),
+                                  *inventory_detectors]}
+    tune = (config.detectors or {}).get("alerting") or {}
+    signal_rows, alert_rows = two_tiers(signal_rows, inventory, metas, AlertPolicy(**tune))
+    alert_rows.sort(key=_alert_order)
+    return inventory, edge_rows, res_rows, alert_rows, signal_rows
+
+
+def _alert_order(a: dict[str, Any]) -> tuple[int, str, str]:
+    sev = a["keytrail.alert.severity"]
+    return (SEVERITY_ORDER.index(sev) if sev in SEVERITY_ORDER else 9,
+            a["keytrail.alert.first_seen"], a["keytrail.alert.id"])
 
 
 def finalize_state(
@@ -125,7 +138,10 @@ def finalize_state(
     outputs = build_outputs(st.keys, st.edges, st.resources, buckets, st.alerts, config,
                             detection, inventory_detectors, as_of)
     files = sorted(st.files.values(), key=lambda f: (f["path"], f.get("unit", "")))
-    summary = summarize(files, *outputs, as_of, inputs)
+    summary = summarize(files, *outputs[:4], as_of, inputs)
+    summary["signals"] = dict(sorted(Counter(
+        s["keytrail.signal.disposition"] for s in outputs[4]).items()))
+    summary["signals_total"] = len(outputs[4])
     return summary, outputs
 
 
@@ -213,19 +229,30 @@ def summarize(files: list[dict[str, Any]], inventory: list[dict[str, Any]],
     }
 
 
+def write_signals(out: Path, signals: list[dict[str, Any]]) -> None:
+    """Every detection, alert or not, with its disposition (signals.parquet / .ndjson)."""
+    write_table(out / "signals.parquet", signals,
+                nested=("threat.technique", "keytrail.alert.evidence", "keytrail.alert.details"))
+    write_ndjson(out / "signals.ndjson", signals)
+
+
 def write_local_store(out: Path, summary: dict[str, Any], inventory: list[dict[str, Any]],
                       edges: list[dict[str, Any]], resources: list[dict[str, Any]],
-                      alerts: list[dict[str, Any]]) -> None:
+                      alerts: list[dict[str, Any]],
+                      signals: list[dict[str, Any]] | None = None) -> None:
+    if signals is not None:
+        write_signals(out, signals)
     write_table(out / "inventory.parquet", inventory,
                 nested=("transitions", "rotation", "last_used", "usage_counts"))
     write_json(out / "inventory.json", inventory)
     write_table(out / "edges.parquet", edges)
     write_table(out / "resource_edges.parquet", resources)
     write_table(out / "alerts.parquet", alerts,
-                nested=("threat.technique", "keytrail.alert.evidence", "keytrail.alert.details"))
+                nested=("threat.technique", "keytrail.alert.evidence", "keytrail.alert.details",
+                        "keytrail.alert.signals"))
     write_ndjson(out / "alerts.ndjson", alerts)
     write_json(out / "graph.json", {"edges": edges, "resource_edges": resources})
     atomic_write(out / "graph.graphml", graphml(edges, resources))
     write_json(out / "run_summary.json", summary)
-    html = render_report(summary, inventory, edges, resources, alerts)
+    html = render_report(summary, inventory, edges, resources, alerts, signals)
     atomic_write(out / "report.html", html)

@@ -133,6 +133,13 @@ class Writer:
         self.lines[path].append((t, self.seq, orjson.dumps(rec)))
         self._count("azure.keyvault", attack)
 
+    def activity(self, t: float, rec: dict[str, Any], attack: bool = False) -> None:
+        g = time.gmtime(t)
+        path = (f"insights-activity-logs/resourceId=/SUBSCRIPTIONS/{SUB}/y={g.tm_year}/"
+                f"m={g.tm_mon:02d}/d={g.tm_mday:02d}/h={g.tm_hour:02d}/m=00/PT1H.json")
+        self.lines[path].append((t, self.seq, orjson.dumps(rec)))
+        self._count("azure.keyvault", attack)
+
     def vault(self, t: float, request: dict[str, Any], response: dict[str, Any],
               attack: bool = False) -> None:
         path = "vault-audit/" + time.strftime("vault_audit-%Y-%m-%d.log", time.gmtime(t))
@@ -141,8 +148,9 @@ class Writer:
         self.lines[path].append((t + 0.002, self.seq, orjson.dumps(response)))
         self._count("hashicorp_vault.audit", attack)
 
-    def hsm(self, t: float, hsm_id: str, block: str, attack: bool = False) -> None:
-        path = f"cloudhsm/{hsm_id}/cloudhsm_audit.log"
+    def hsm(self, t: float, hsm_id: str, block: str, attack: bool = False,
+            stream: str | None = None) -> None:
+        path = f"cloudhsm/{stream or hsm_id}/cloudhsm_audit.log"
         self.lines[path].append((t, self.seq, block.encode()))
         self._count("hsm.cloudhsm", attack)
 
@@ -220,6 +228,39 @@ def az_record(t: float, op: str, obj: str, oid: str, upn: str, ip: str, status: 
                        f"VAULTS/{vault.upper()}"),
         "operationVersion": "7.4", "resultSignature": sig, "durationMs": "11",
     }
+
+
+def activity_record(t: float, op: str, resource_id: str, oid: str, upn: str, ip: str,
+                    body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An Azure Activity Log record (diagnostic-settings export shape)."""
+    props: dict[str, Any] = {"statusCode": "OK", "eventCategory": "Administrative",
+                             "entity": resource_id, "message": op}
+    if body is not None:
+        props["requestbody"] = json.dumps(body)
+    claims = {"http://schemas.microsoft.com/identity/claims/objectidentifier": oid,
+              "appid": _uuid("app", oid), "ipaddr": ip,
+              "http://schemas.microsoft.com/identity/claims/tenantid": TENANT}
+    if upn:
+        claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"] = upn
+    return {"time": az_time(t), "resourceId": resource_id, "operationName": op,
+            "category": "Administrative", "resultType": "Success",
+            "resultSignature": "Succeeded.OK", "durationMs": 380, "callerIpAddress": ip,
+            "correlationId": _uuid("act", t, op), "identity": {"claims": claims},
+            "level": "Information", "location": "westeurope", "properties": props}
+
+
+VAULT_RID: Final[str] = (f"/subscriptions/{SUB.lower()}/resourceGroups/prod/providers/"
+                         "Microsoft.KeyVault/vaults/contoso-kv")
+DIAG_RID: Final[str] = VAULT_RID + "/providers/microsoft.insights/diagnosticSettings/kv-audit"
+TRAIL: Final[str] = f"arn:aws:cloudtrail:{REGION}:{ACCT}:trail/org-audit"
+
+
+def trail_record(t: float, name: str, ident: dict[str, Any], params: dict[str, Any],
+                 ip: str) -> dict[str, Any]:
+    rec = ct_record(t, name, ident, None, params, ip=ip)
+    rec["eventSource"] = "cloudtrail.amazonaws.com"
+    rec["tlsDetails"]["clientProvidedHostHeader"] = f"cloudtrail.{REGION}.amazonaws.com"
+    return rec
 
 
 def eve(name: str) -> tuple[str, str, str]:
@@ -479,7 +520,10 @@ class Sim:
     def az(self, t: float, op: str, obj: str, who: str, status: int = 200,
            attack: bool = False, vault: str = "contoso-kv") -> None:
         oid, upn, ip = AZ_IDENT[who] if who in AZ_IDENT else eve(who)
-        self.w.keyvault(t, vault, az_record(t, op, obj, oid, upn, ip, status, vault), attack)
+        rec = az_record(t, op, obj, oid, upn, ip, status, vault)
+        if who in AZ_APPS:  # a service principal / managed identity token carries no upn
+            del rec["identity"]["claim"]["upn"]
+        self.w.keyvault(t, vault, rec, attack)
 
     # Vault
     def vault(self, t: float, who: str, path: str, op: str, attack: bool = False,
@@ -495,23 +539,24 @@ class Sim:
 
     # HSM
     def hsm(self, t: float, hsm_id: str, opcode: str, code: int, handle: int,
-            attack: bool = False, **kw: Any) -> None:
+            attack: bool = False, stream: str | None = None, **kw: Any) -> None:
         self.hsm_seq[hsm_id] += 1
         self.w.hsm(t, hsm_id, hsm_block(t, self.hsm_seq[hsm_id], self.reboot_at(hsm_id, t),
-                                        opcode, code, handle, **kw), attack)
+                                        opcode, code, handle, **kw), attack, stream)
 
     def hsm_session(self, t: float, hsm_id: str, user: str, ops: list[tuple[str, int, int]],
-                    attack: bool = False, officer: bool = False) -> float:
+                    attack: bool = False, officer: bool = False,
+                    stream: str | None = None) -> float:
         conn = 0x7000000 + (int(_hex(user, hsm_id, t, n=8), 16) % 0xFFFF) * 0x10
         utype = "CN_CRYPTO_OFFICER (2)" if officer else "CN_CRYPTO_USER (1)"
-        self.hsm(t, hsm_id, "CN_LOGIN", 0xD, conn + 6, attack, user=(user, utype))
+        self.hsm(t, hsm_id, "CN_LOGIN", 0xD, conn + 6, attack, stream, user=(user, utype))
         for i, (op, code, key) in enumerate(ops):
             if key < 0:
-                self.hsm(t + 1 + i, hsm_id, op, code, conn + 7, attack,
+                self.hsm(t + 1 + i, hsm_id, op, code, conn + 7, attack, stream,
                          user=(f"user{-key}", "CN_CRYPTO_USER (1)"))
             else:
-                self.hsm(t + 1 + i, hsm_id, op, code, conn + 3, attack, key=key)
-        self.hsm(t + 2 + len(ops), hsm_id, "CN_LOGOUT", 0xE, conn, attack,
+                self.hsm(t + 1 + i, hsm_id, op, code, conn + 3, attack, stream, key=key)
+        self.hsm(t + 2 + len(ops), hsm_id, "CN_LOGOUT", 0xE, conn, attack, stream,
                  user=(user, utype))
         return t + 3 + len(ops)
 
@@ -687,6 +732,187 @@ def _lookalikes(sim: Sim) -> None:
         for bt, n in boots:
             if n == 1:
                 sim.hsm(bt, hsm_id, "CN_INIT_DONE", 0x95, 0x1004001)
+
+
+# --- routine operations (docs/benign-model.md) ---------------------------------------------
+# Built from how these systems are operated, not from the detectors: HSM session keys,
+# HA clusters logging into one stream, designated services (tokenization, backup, deploys,
+# rotation), infrastructure as code, new automation identities and ticketed break-glass.
+
+AZ_APPS: Final[dict[str, tuple[str, str, str]]] = {
+    "kv-backup-job": ("c17d6f95-7777-4f70-8b8c-567890abcdef", "", "10.1.0.40"),
+    "deploy-pipeline": ("d28e7aa6-8888-4a81-9c9d-67890abcdef0", "", "10.1.0.41"),
+    "terraform-sp": ("e39f8bb7-9999-4b92-8dae-7890abcdef01", "", "10.1.0.42"),
+    "secret-rotator": ("f4a09cc8-aaaa-4ca3-9ebf-890abcdef012", "", "10.1.0.43"),
+}
+AZ_IDENT.update(AZ_APPS)
+CLUSTER: Final[str] = "cluster-2b7c9e1f"
+CLUSTER_HSMS: Final[dict[str, int]] = {"hsm-c1a00001": 0x21, "hsm-c1a00002": 0x5C}
+APP_SECRETS: Final[list[str]] = [
+    "db-password", "stripe-api-key", "servicebus-conn", "redis-password", "smtp-password",
+    "storage-conn", "cosmos-key", "appinsights-key", "jwt-signing-secret", "oauth-client-secret",
+    "feature-flags", "search-admin-key", "cdn-token", "sendgrid-key", "twilio-token",
+    "partner-api-key", "ldap-bind-password", "cache-conn", "queue-conn", "grafana-token"]
+TICKETS: Final[tuple[str, ...]] = ("CHG0045123", "INC0078410", "CHG0046007")
+
+
+def routine_operations(sim: Sim) -> None:
+    _hsm_cluster(sim)
+    _azure_operations(sim)
+    _aws_operations(sim)
+    _vault_operations(sim)
+
+
+def _hsm_cluster(sim: Sim) -> None:
+    """Two HSMs of one HA cluster logging into one file, each with its own counters.
+
+    A payment application creates a session key per transaction batch, wraps/unwraps with
+    it and destroys it within seconds to minutes (PKCS#11 CKA_TOKEN=false objects: they die
+    with the session, and 30% of the time only the session's end says so: no destroy
+    record); a tokenization service wraps with its long-lived KEK all day.
+    """
+    r = sim.rng
+    for hsm_id, boot in CLUSTER_HSMS.items():
+        sim.hsm_reboot[hsm_id] = boot
+    # One routine maintenance reboot (+1) of the second device, with its boot record.
+    devices = list(CLUSTER_HSMS)
+    bt = sim.start + (sim.days // 3) * DAY + 3 * HOUR + 600
+    sim.boots[devices[1]].append((bt, 1))
+    sim.hsm(bt, devices[1], "CN_INIT_DONE", 0x95, 0x1004001, stream=CLUSTER)
+    kek = 0x40100
+    sim.hsm_session(sim.start - 120 * DAY, devices[0], "tok_svc",
+                    [("CN_GENERATE_KEY", 0x17, kek)], stream=CLUSTER)
+    handle = 0x80000
+    for h in range(sim.days * 24):
+        t_hour = sim.start + h * HOUR
+        g = time.gmtime(t_hour)
+        for _ in range(int(r.poisson(1.6 * sim.scale * diurnal(g.tm_hour, g.tm_wday, True)))):
+            handle += 1
+            dev = devices[int(r.integers(0, 2))]
+            t = t_hour + float(r.integers(0, HOUR - 300))
+            life = float(r.choice([2.0, 5.0, 30.0, 90.0, 240.0]))
+            conn = 0x7100000 + (handle % 0xFFF) * 0x10
+            sim.hsm(t, dev, "CN_LOGIN", 0xD, conn + 6, stream=CLUSTER,
+                    user=("pay_app", "CN_CRYPTO_USER (1)"))
+            sim.hsm(t + 0.2, dev, "CN_GENERATE_KEY", 0x17, conn + 3, stream=CLUSTER, key=handle)
+            sim.hsm(t + 0.4, dev, "CN_NIST_AES_WRAP_PAD", 0x1C, conn + 3, stream=CLUSTER,
+                    key=handle)
+            sim.hsm(t + life / 2, dev, "CN_UNWRAP_KEY", 0x1B, conn + 3, stream=CLUSTER,
+                    key=handle)
+            if r.random() < 0.7:  # else the object dies with its session, unlogged
+                sim.hsm(t + life, dev, "CN_DESTROY_OBJECT", 0x11, conn + 3, stream=CLUSTER,
+                        key=handle)
+            sim.hsm(t + life + 0.2, dev, "CN_LOGOUT", 0xE, conn, stream=CLUSTER,
+                    user=("pay_app", "CN_CRYPTO_USER (1)"))
+        for _ in range(int(r.poisson(2.0 * sim.scale))):
+            t = t_hour + float(r.integers(0, HOUR - 10))
+            sim.hsm_session(t, devices[int(r.integers(0, 2))], "tok_svc",
+                            [("CN_NIST_AES_WRAP_PAD", 0x1C, kek)], stream=CLUSTER)
+
+
+def _azure_operations(sim: Sim) -> None:
+    r = sim.rng
+    for d in range(sim.days):
+        day = sim.start + d * DAY
+        wd = time.gmtime(day).tm_wday
+        # Nightly backup job: every key and secret, one after the other.
+        t = day + 1 * HOUR + 30 * 60 + float(r.integers(0, 300))
+        for name in ("storage-cmk", "sql-tde"):
+            sim.az(t, "KeyBackup", kv_uri("keys", name), "kv-backup-job")
+            t += 2.0
+        for name in APP_SECRETS[:6]:
+            sim.az(t, "SecretBackup", kv_uri("secrets", name), "kv-backup-job")
+            t += 2.0
+        # Deployment rollouts (Tue/Thu): the pipeline reads every app secret in one burst.
+        if wd in (1, 3):
+            t = day + float(r.integers(10, 16)) * HOUR + float(r.integers(0, HOUR))
+            for j, name in enumerate(APP_SECRETS):
+                sim.az(t + j * 0.7, "SecretGet", kv_uri("secrets", name), "deploy-pipeline")
+        # Infrastructure as code: terraform apply patches tags / network rules on weekdays.
+        if wd < 5:
+            t = day + float(r.integers(7, 18)) * HOUR + float(r.integers(0, HOUR))
+            for j in range(int(r.integers(1, 3))):
+                sim.az(t + j * 40, "VaultPatch", "https://contoso-kv.vault.azure.net/",
+                       "terraform-sp")
+        # Secret rotation function, weekly: set a new version, read it back.
+        if wd == 2:
+            t = day + 4 * HOUR + float(r.integers(0, 600))
+            for j, name in enumerate(("db-password", "redis-password")):
+                sim.az(t + j * 5, "SecretSet", kv_uri("secrets", name), "secret-rotator")
+                sim.az(t + j * 5 + 1, "SecretGet", kv_uri("secrets", name), "secret-rotator")
+
+
+def _aws_operations(sim: Sim) -> None:
+    r = sim.rng
+    tf = role_identity("TerraformDeploy")
+    app_keys = {a: ks for a, ks, _, _ in AWS_APPS}
+    for d in range(sim.days):
+        day = sim.start + d * DAY
+        wd = time.gmtime(day).tm_wday
+        # The IaC pipeline re-applies key policies (and tags) on every weekday run.
+        if wd < 5:
+            t = day + float(r.integers(6, 20)) * HOUR + float(r.integers(0, HOUR))
+            for j in range(int(r.integers(1, 4))):
+                k = AWS_KEYS[int(r.integers(0, 12))]
+                users = [role_arn(a) for a, ks in app_keys.items() if k in ks] or [
+                    role_arn("ReportingApp")]
+                sim.aws_admin(t + j * 20, "PutKeyPolicy", tf, k, {
+                    "keyId": sim.est.aws_keys[k], "policyName": "default", "policy": _policy(
+                        {"Sid": "AllowUse", "Effect": "Allow", "Principal": {"AWS": users},
+                         "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*"],
+                         "Resource": "*"})}, ip="10.0.9.9")
+                sim.aws_admin(t + j * 20 + 3, "TagResource", tf, k, {
+                    "keyId": sim.est.aws_keys[k], "tags": [{"tagKey": "owner",
+                                                            "tagValue": "platform"}]},
+                              ip="10.0.9.9")
+    # The IaC pipeline also re-applies the trail's event selectors (still recording KMS) and,
+    # on Mondays, the vault's diagnostic setting (still exporting AuditEvent).
+    for d in range(0, sim.days, 7):
+        t = sim.start + d * DAY + 7 * HOUR + float(r.integers(0, HOUR))
+        sim.w.cloudtrail(t, trail_record(t, "PutEventSelectors", tf, {
+            "trailName": TRAIL, "eventSelectors": [{
+                "readWriteType": "All", "includeManagementEvents": True,
+                "dataResources": [{"type": "AWS::S3::Object",
+                                   "values": ["arn:aws:s3:::payments-data/"]}]}]}, "10.0.9.9"))
+        oid, _, ip = AZ_APPS["terraform-sp"]
+        sim.w.activity(t + 60, activity_record(
+            t + 60, "Microsoft.Insights/diagnosticSettings/write", DIAG_RID, oid, "", ip,
+            {"properties": {"workspaceId": "/subscriptions/x/resourceGroups/prod/providers/"
+                            "microsoft.operationalinsights/workspaces/soc",
+                            "logs": [{"categoryGroup": "audit", "enabled": True}]}}))
+    # Ticketed break-glass: an on-call engineer assumes the break-glass role naming the
+    # change/incident ticket in the session name, inspects and decrypts once.
+    for n, tk in enumerate(TICKETS[: max(1, sim.days // 12)]):
+        t = sim.start + (9 + 8 * n) * DAY + float(r.integers(8, 20)) * HOUR
+        ident = role_identity("BreakGlassAdmin")
+        ident["arn"] = f"arn:aws:sts::{ACCT}:assumed-role/BreakGlassAdmin/{tk}-oncall"
+        sim.aws_admin(t, "DescribeKey", ident, "payments", {"keyId": "alias/payments"},
+                      ip="198.51.100.30")
+        sim.aws_crypto(t + 60, "BreakGlassAdmin", "payments", "Decrypt", "198.51.100.30",
+                       ident=ident)
+
+
+def _vault_operations(sim: Sim) -> None:
+    """CI runners are recycled weekly: each new runner is a new Vault entity with the same
+    role (policies) as the ones before it, encrypting build artefacts with the orders key."""
+    r = sim.rng
+    for week in range(sim.days // 7 + 1):
+        name = f"ci-runner-{week}"
+        VAULT_ENT[name] = (_uuid("ci-runner", week), ["default", "ci-build"],
+                           f"10.2.1.{10 + week}")
+        for d in range(week * 7, min(sim.days, week * 7 + 7)):
+            day = sim.start + d * DAY
+            for _ in range(int(r.poisson(6 * sim.scale))):
+                t = day + float(r.integers(8 * HOUR, 20 * HOUR))
+                sim.vault(t, name, "auth/approle/login", "update", mount_type="approle",
+                          data={"role_id": "hmac-sha256:" + _hex("ci")},
+                          resp={"auth": {"client_token": "hmac-sha256:" + _hex(t),
+                                         "accessor": "hmac-sha256:" + _hex(t, 3),
+                                         "policies": ["default", "ci-build"],
+                                         "token_policies": ["default", "ci-build"]}})
+                sim.vault(t + 1, name, "transit/encrypt/orders", "update",
+                          data={"plaintext": "hmac-sha256:" + _hex(t)},
+                          resp={"data": {"ciphertext": "hmac-sha256:" + _hex(t, 1)}})
 
 
 # --- attacks ---------------------------------------------------------------------------------
@@ -926,7 +1152,8 @@ def sc_vault_orphan(sim: Sim, t: float, i: int) -> Label:
 
 def sc_hsm_wrap(sim: Sim, t: float, i: int) -> Label:
     sim.hsm_session(t, "hsm-1a2b3c4d", "app_cu", [("CN_WRAP_KEY", 0x1A, 262153)], attack=True)
-    return Label("", "hsm_key_wrap_out", ["hsm_key_extraction"], ["cloudhsm://"], t, t + 5)
+    return Label("", "hsm_key_wrap_out", ["hsm_key_extraction"], ["cloudhsm://default/262153"],
+                 t, t + 5)
 
 
 def sc_hsm_share(sim: Sim, t: float, i: int) -> Label:
@@ -1017,7 +1244,27 @@ def sc_anomaly(sim: Sim, t: float, i: int) -> Label:
                  day + DAY)
 
 
+def sc_trail_stop(sim: Sim, t: float, i: int) -> Label:
+    m = user_identity(f"mallory{i}")
+    sim.w.cloudtrail(t, trail_record(t, "PutEventSelectors", m, {
+        "trailName": TRAIL, "eventSelectors": [{
+            "readWriteType": "All", "includeManagementEvents": True,
+            "excludeManagementEventSources": ["kms.amazonaws.com"], "dataResources": []}]},
+        "203.0.113.66"), attack=True)
+    return Label("", "cloudtrail_kms_excluded", ["cloudtrail_kms_logging_stopped"],
+                 [f"trail:{TRAIL}", f"mallory{i}"], t, t + 1)
+
+
+def sc_akv_diag_delete(sim: Sim, t: float, i: int) -> Label:
+    oid, upn, ip = eve(f"eve{i}")
+    sim.w.activity(t, activity_record(t, "Microsoft.Insights/diagnosticSettings/delete",
+                                      DIAG_RID, oid, upn, ip), attack=True)
+    return Label("", "akv_audit_logging_deleted", ["akv_audit_logging_changed"],
+                 ["vault:contoso-kv|diagnostics"], t, t + 1)
+
+
 SCENARIOS: Final[list[tuple[Scenario, str]]] = [
+    (sc_trail_stop, "night"), (sc_akv_diag_delete, "night"),
     (sc_kms_disable, "night"), (sc_kms_material, "night"), (sc_policy_public, "night"),
     (sc_policy_cross, "day"), (sc_policy_changed, "day"), (sc_grant, "night"),
     (sc_ransomware, "night"), (sc_denied_burst, "night"), (sc_akv_delete_purge, "night"),
@@ -1073,6 +1320,7 @@ def generate(out_dir: str, seed: int = 1, days: int = 30, scale: float = 1.0) ->
         labels.append(lab)
     history(sim)
     background(sim)
+    routine_operations(sim)
     files = sim.w.flush()
     doc = {
         "generator": "keytrail generate", "seed": seed, "days": days, "scale": scale,

@@ -33,7 +33,7 @@ from parsers.timeutil import to_epoch_ms
 from pipelines.config import KeytrailConfig
 from pipelines.dedupe import TAIL, drop_duplicates
 from pipelines.detection import load_detection
-from pipelines.finalize import finalize_state, write_local_store
+from pipelines.finalize import finalize_state, write_local_store, write_signals
 from pipelines.outdir import append_file, atomic_write
 from pipelines.process import (
     EVENTS_DIR,
@@ -617,7 +617,7 @@ class Watcher:
                 # already counted are dropped (tails lose to every real unit), as in batch.
                 view.ids, view.committed = {**st.ids, **view.ids}, st.committed
                 drop_duplicates(view, self.out, self.processor, shard_of=self._shard_of(st))
-            summary, (inventory, edges, resources, alerts) = finalize_state(
+            summary, (inventory, edges, resources, alerts, signals) = finalize_state(
                 view, self.config, self.detection, self.inventory_dets,
                 [s.name for s in self.sources])
             committed = sorted(_shards(self.out / QUARANTINE_DIR))
@@ -639,6 +639,7 @@ class Watcher:
                 LOG.warning("engine back after %.0fs; the cycles it missed are delivered",
                             time.monotonic() - self._down_since)
                 self._down_since, self.backoff = None, 0.0
+            write_signals(self.out, signals)  # signals are local only (docs/alerting.md)
             dead = counts.get("dead_lettered", 0)
             st.cycle += 1
             meta.update(keys=len(inventory), alerts=len(alerts))

@@ -30,7 +30,10 @@ def test_native_layouts(dataset: Path) -> None:
     ct = [n for n in names if n.startswith("AWSLogs/111122223333/CloudTrail/us-east-1/")]
     assert ct and all(n.endswith(".json.gz") and "_CloudTrail_us-east-1_" in n for n in ct)
     assert "Records" in orjson.loads(gzip.decompress((dataset / ct[0]).read_bytes()))
-    kv = [n for n in names if n.endswith("/PT1H.json")]
+    kv = [n for n in names if n.endswith("/PT1H.json") and n.startswith("insights-logs-")]
+    activity = [n for n in names if n.startswith("insights-activity-logs/")]
+    assert activity and orjson.loads((dataset / activity[0]).read_bytes().splitlines()[0])[
+        "category"] == "Administrative"
     assert kv and all("resourceId=/SUBSCRIPTIONS/" in n and "/y=" in n and "/m=00/" in n
                       for n in kv)
     first = (dataset / kv[0]).read_bytes().splitlines()[0]
@@ -74,3 +77,21 @@ def test_eval_counts_unmatched_alerts_as_false_positives() -> None:
     r = evaluate("d", [hit, miss], labels)
     assert r["totals"]["precision"] == 0.5 and r["totals"]["recall"] == 1.0
     assert r["totals"]["fp_per_100k_benign"] == 1.0
+
+
+def test_combined_table_sums_detectors_over_seeds() -> None:
+    from pipelines.evaluate import format_combined
+
+    labels = {"benign_events": 50_000, "scenarios": [
+        {"scenario": "S1", "type": "x", "detectors": ["kms_denied_burst"], "also": [],
+         "match": ["mallory"], "start": "2025-03-05T00:00:00Z", "end": "2025-03-05T01:00:00Z"}]}
+    base = {"rule.id": "kms_denied_burst", "keytrail.key.uid": None, "user.id": "x",
+            "keytrail.alert.first_seen": "2025-03-05T00:10:00.000Z",
+            "keytrail.alert.last_seen": "2025-03-05T00:12:00.000Z",
+            "keytrail.alert.explanation": "x"}
+    hit = {**base, "keytrail.alert.entity": "arn:aws:iam::1:user/mallory"}
+    miss = {**base, "keytrail.alert.entity": "arn:aws:iam::1:user/bob"}
+    text = format_combined([evaluate("a", [hit], labels), evaluate("b", [hit, miss], labels)])
+    row = next(line for line in text.splitlines() if line.startswith("kms_denied_burst"))
+    assert row.split() == ["kms_denied_burst", "3", "2", "1", "0.67", "2", "2", "1.00", "1.00"]
+    assert "over 2 seeds (100000 benign events)" in text

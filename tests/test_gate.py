@@ -25,8 +25,8 @@ def _run(corpus: Path, out: Path, gate: bool) -> tuple[RunState, list[dict[str, 
     st = RunState()
     for f in expand_inputs([str(corpus)]):
         st.absorb(fp.process(f))
-    _, (_, _, _, alerts) = finalize_state(st, cfg, detection, inventory_dets, [str(corpus)],
-                                          out / EVENTS_DIR)
+    _, (_, _, _, _, alerts) = finalize_state(st, cfg, detection, inventory_dets, [str(corpus)],
+                                             out / EVENTS_DIR)
     return st, alerts
 
 
@@ -74,8 +74,8 @@ def test_stale_event_store_is_reported_not_fatal(attack_corpus: Path, tmp_path: 
     for shard in (out / EVENTS_DIR).glob("*.parquet"):
         shard.unlink()
     with caplog.at_level("WARNING"):
-        _, (_, _, _, alerts) = finalize_state(st, cfg, detection, inventory_dets, [],
-                                              out / EVENTS_DIR)
+        _, (_, _, _, _, alerts) = finalize_state(st, cfg, detection, inventory_dets, [],
+                                                 out / EVENTS_DIR)
     assert "window gate" in caplog.text
     assert not {a["rule.id"] for a in alerts} & set(detection.gates)
 

@@ -497,3 +497,22 @@ def test_ten_thousand_keys_capped_with_note() -> None:
     assert len(list(_rows(out, "inventory-table"))) == report.MAX_INVENTORY_ROWS
     assert f"Showing {report.MAX_INVENTORY_ROWS:,} of 10,000 keys" in out
     assert len(out.encode()) < 6_000_000, len(out.encode())
+
+
+def test_session_keys_are_summarised_and_signals_shown() -> None:
+    summary, inventory, edges, resources, alerts = sample_run()
+    session = [dict(inventory[0], uid=f"cloudhsm://cluster-7xq2/{524288 + i}", aliases=[],
+                    name=None, key_class="ephemeral", lifetime_seconds=float(2 + i),
+                    created_at="2025-05-30T10:00:00.000Z", created_by="cluster-7xq2/pay_app")
+               for i in range(40)]
+    signals = [dict(a, **{"keytrail.signal.disposition": "alert",
+                          "keytrail.signal.reason": ""}) for a in alerts]
+    signals.append(dict(alerts[0], **{"keytrail.signal.disposition": "routine",
+                                      "keytrail.signal.reason": "nightly"}))
+    html = render_report(summary, [*inventory, *session], edges, resources, alerts, signals)
+    assert len(list(_rows(html, "inventory-table"))) == 9  # the long-lived keys only
+    (row,) = _rows(html, "ephemeral-table")
+    assert ">40<" in row and "cluster-7xq2/pay_app" in row and "2 / 22 / 41" in row
+    assert "524300" not in html.split('id="timeline"')[1]
+    sig = list(_rows(html, "signals-table"))
+    assert any("routine" in r and ">1<" in r for r in sig)

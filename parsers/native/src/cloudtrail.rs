@@ -1215,6 +1215,13 @@ fn build(
         return skipped(py, intern!(py, "network_activity_event"), path, offset);
     }
     let source = ne(&r.event_source).ok_or(Fallback)?;
+    if source == "cloudtrail.amazonaws.com"
+        && matches!(name, "StopLogging" | "DeleteTrail" | "PutEventSelectors")
+    {
+        // Trail changes that can stop KMS logging are events: Python builds them
+        // (TRAIL_LOGGING_EVENTS in parsers/cloudtrail.py).
+        return Err(Fallback);
+    }
     if source != "kms.amazonaws.com" {
         // Non-KMS events are skipped unless they name a KMS key (Python builds those).
         let rp = r.request_parameters.as_ref();

@@ -1807,14 +1807,20 @@ fn audit_fields<'a, 'o>(t: &Tape<'a>, top: &Top, op: &'o str) -> Fb<Emit<'a, 'o>
 }
 
 /// AzureKeyVaultParser._activity: Activity Log record, diagnostic-settings export shape
-/// (`operationName` a string with '/'). Access-policy writes (request-body details) and
-/// non-terminal (`Start`) / non-Key Vault records are left to Python.
+/// (`operationName` a string with '/'). Access-policy writes and vault writes with a request
+/// body (their details) and non-terminal (`Start`) / non-Key Vault records are left to Python.
 fn activity_fields<'a, 'o>(t: &Tape<'a>, top: &Top, op: &'o str) -> Fb<Emit<'a, 'o>> {
     if !op.is_ascii() {
         return Err(Fallback);
     }
     let low = op.to_ascii_lowercase();
-    if !low.starts_with("microsoft.keyvault/") || low.contains("/accesspolicies/") {
+    // A vault write with a request body may rewrite access policies: Python reads the body.
+    let vault_write_body = low.ends_with("/vaults/write")
+        && top.properties.filter(|&p| t.kind(p) == K::Obj).is_some_and(|p| {
+            t.get(p, "requestbody").is_some() || t.get(p, "requestBody").is_some()
+        });
+    if !low.starts_with("microsoft.keyvault/") || low.contains("/accesspolicies/") || vault_write_body
+    {
         return Err(Fallback);
     }
     let mut result_type = t.str_(top.result_type)?;
