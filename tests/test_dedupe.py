@@ -237,9 +237,10 @@ def _fold_partitioned(src: Path, out: Path, parts: int, seed: int) -> dict[str, 
     for s in states:
         st.absorb(s)
     drop_duplicates(st, out, fp)
-    summary, (inventory, edges, resources, alerts) = finalize_state(
+    summary, (inventory, edges, resources, alerts, signals) = finalize_state(
         st, cfg, detection, inventory_dets, [], out / EVENTS_DIR)
     return {"inventory": inventory, "edges": edges, "resources": resources, "alerts": alerts,
+            "signals": signals,
             "events": read_events(out), "n": summary["totals"]["events"],
             "files": {f["path"]: f["duplicates"] for f in summary["files"]}}
 
