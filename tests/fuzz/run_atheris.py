@@ -43,6 +43,15 @@ def build_corpus(dest: Path) -> int:
     return n
 
 
+def _inherited_rss_mb() -> int:
+    """Peak RSS this process started with: Linux keeps ru_maxrss across fork+exec, so a
+    fuzzer started by a large parent (pytest late in the suite: ~4 GB) would exceed a fixed
+    -rss_limit_mb before its first input. The limit is set above this baseline."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("target")
@@ -65,7 +74,7 @@ def main() -> None:
     argv = [sys.argv[0], f"-max_total_time={args.seconds}", f"-max_len={args.max_len}",
             f"-dict={Path(__file__).with_name('keytrail.dict')}",
             f"-artifact_prefix={work}/", "-print_final_stats=1", "-timeout=20",
-            "-rss_limit_mb=3072", *args.libfuzzer, str(corpus)]
+            f"-rss_limit_mb={_inherited_rss_mb() + 3072}", *args.libfuzzer, str(corpus)]
     atheris.Setup(argv, target)
     atheris.Fuzz()
 
