@@ -77,10 +77,11 @@ Decisions where CloudTrail or the brief is silent:
   skipped (``non_kms_event``) without validating their eventTime; Insights events are skipped
   (``insight_event``).
 * VPC endpoint network activity events (``eventType: AwsVpceEvent``, ``eventCategory:
-  NetworkActivity``) are skipped as ``network_activity_event``: they record a call as seen
-  at the endpoint. An allowed call is also recorded as its own management event (counting
-  it again would double every use); a call the endpoint policy denied never reached KMS
-  and used no key (the record names none). The skip count per file shows they were there.
+  NetworkActivity``) are their own event kind: ``keytrail.operation`` ``network_activity``
+  (class ``network``), no ``keytrail.key.uid`` (the key they name is in
+  ``aws.cloudtrail.network_key``). They record a call as seen at the endpoint: an allowed
+  call is also recorded as its own management event (counting it again would double every
+  use), a denied one never reached KMS. So they are searchable, never a use of the key.
 * Records with the same eventID and recipient account (Panther's synthetic eventID "1") get
   the same event.id by design: sinks treat them as one delivery.
 * ``options.redact_encryption_context``: context KEYS are still listed, but no context value is
@@ -129,7 +130,7 @@ from parsers.framing import (
 )
 from parsers.native import NATIVE
 from parsers.netaddr import clean_ip
-from parsers.schema import ECS_CATEGORY, ECS_TYPE, OPERATION_CLASS, KeyEvent
+from parsers.schema import ECS_CATEGORY, ECS_TYPE, OPERATION_CLASS, KeyEvent, operation_class
 from parsers.timeutil import format_ms, from_epoch_ms, normalize_iso
 
 DATASET: Final[str] = "aws.cloudtrail"
@@ -145,6 +146,8 @@ EXTRA_FIELDS: Final[dict[str, tuple[str, str]]] = {
     k: v for k, v in schema.EXTRA_FIELDS.items() if k.startswith("aws.cloudtrail.")
 }
 
+# What makes an event a use of a key: cleared on network activity events.
+_KEY_ATTRS: Final[tuple[str, ...]] = ("key_uid", "key_destination_uid", "resource")
 _HEAD_BYTES: Final[int] = 1 << 20
 # Containers streamed element by element (S3 delivery, CloudWatch export, arrays).
 _OPENER: Final = container_open((b"Records", b"events"))
@@ -993,6 +996,41 @@ class CloudTrailParser(LogParser):
         except RecursionError:  # pathological nesting in an otherwise valid record
             return quarantine("unknown_shape", path, offset, b"", DATASET, "nesting too deep")
 
+    def _network_activity(
+        self,
+        rec: dict[str, Any],
+        path: str,
+        offset: int,
+        group: str | None,
+        *,
+        stream_name: str | None,
+        aliases: dict[str, str],
+    ) -> ParseOutcome:
+        """A VPC endpoint network activity event (eventType AwsVpceEvent) as its own kind.
+
+        It records a call as seen at the endpoint: the API call itself has its own record
+        when it reached KMS, and a call the endpoint policy denied never did. So it is an
+        event (who called what through which endpoint, allowed or denied) but never a use
+        of the key: no key uid; the key it named is kept in aws.cloudtrail.network_key.
+        """
+        inner = dict(rec)
+        del inner["eventType"]
+        out = self._event(inner, path, offset, group, stream_name=stream_name,
+                          aliases=aliases)
+        if not isinstance(out, KeyEvent):
+            return out
+        d = out.__dict__
+        if out.key_uid is not None:
+            out.extra["aws.cloudtrail.network_key"] = out.key_uid
+        for attr in _KEY_ATTRS:
+            d[attr] = None
+        d["operation"] = "network_activity"
+        d["operation_class"] = operation_class("network_activity")
+        d["category"] = list(ECS_CATEGORY["network"])
+        d["type"] = list(ECS_TYPE["network_activity"])
+        out.extra["aws.cloudtrail.event_type"] = "AwsVpceEvent"
+        return out
+
     def _event(
         self,
         rec: dict[str, Any],
@@ -1008,7 +1046,8 @@ class CloudTrailParser(LogParser):
         if "insightDetails" in rec or get("eventType") == "AwsCloudTrailInsight":
             return Skipped("insight_event", path, offset)
         if get("eventType") == "AwsVpceEvent":  # network activity: the call seen at the VPCE
-            return Skipped("network_activity_event", path, offset)
+            return self._network_activity(rec, path, offset, group, stream_name=stream_name,
+                                          aliases=aliases)
         source = get("eventSource")
         name = get("eventName")
         if type(name) is not str or not name:

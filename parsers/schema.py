@@ -45,6 +45,9 @@ OPERATION_CLASS: Final[dict[str, str]] = {
     "list": "read_metadata",
     "login": "auth",
     "admin_other": "other",
+    # A call seen at a VPC endpoint (CloudTrail network activity events): the same call the
+    # API record logs, so never a use of the key (no key uid; the key is kept as a field).
+    "network_activity": "network",
 }
 OPERATIONS: Final[frozenset[str]] = frozenset(OPERATION_CLASS)
 OPERATION_CLASSES: Final[tuple[str, ...]] = (
@@ -54,6 +57,7 @@ OPERATION_CLASSES: Final[tuple[str, ...]] = (
     "read_metadata",
     "auth",
     "other",
+    "network",
 )
 
 # ECS allowed values we use, per operation class (event.category / event.type).
@@ -64,8 +68,10 @@ ECS_CATEGORY: Final[dict[str, list[str]]] = {
     "read_metadata": ["configuration"],
     "auth": ["authentication"],
     "other": ["configuration"],
+    "network": ["network"],
 }
 ECS_TYPE: Final[dict[str, list[str]]] = {
+    "network_activity": ["connection"],
     "encrypt": ["access"],
     "decrypt": ["access"],
     "reencrypt": ["access"],
@@ -250,6 +256,9 @@ EXTRA_FIELDS: Final[dict[str, tuple[str, str]]] = {
         "userIdentity.arn verbatim (for AssumedRole the session ARN; user.id holds the role ARN).",
     ),
     "aws.cloudtrail.vpc_endpoint_id": ("keyword", "vpcEndpointId."),
+    "aws.cloudtrail.network_key": (
+        "keyword", "Network activity events (VPC endpoint): the key the call named; such an "
+                   "event is not a use of the key, so keytrail.key.uid stays empty."),
     "azure.keyvault.audit_logs_enabled": (
         "boolean",
         "A diagnostic-setting request body: does it still export AuditEvent (or allLogs)?",

@@ -194,7 +194,9 @@ class Detection:
 def _wants(ops: frozenset[str] | None, meta: DetectorMeta, ds: str, op: str) -> bool:
     if meta.datasets and ds not in meta.datasets:
         return False
-    return ops is None or op in ops
+    if ops is None:  # "every operation" means every use: a call seen at a VPC endpoint
+        return op != "network_activity"  # is the same call, already on its own record
+    return op in ops
 
 
 def _rebase(outcomes: Iterator[ParseOutcome], base: int,

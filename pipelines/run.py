@@ -30,6 +30,7 @@ from apache_beam.pipeline import Pipeline
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
+from parsers.escaping import terminal
 from pipelines.config import KeytrailConfig
 from pipelines.dedupe import drop_duplicates
 from pipelines.detection import load_detection
@@ -85,7 +86,7 @@ class ProcessFileFn(beam.DoFn):
         if self.progress:
             rate = self._events / max(time.monotonic() - self._t0, 1e-6)
             print(f"\r[{self._done}/{self.total}] {self._events:,} events ({rate:,.0f}/s) "
-                  f"{f.uri[-50:]:<50}", end="", file=sys.stderr, flush=True)
+                  f"{terminal(f.uri)[-50:]:<50}", end="", file=sys.stderr, flush=True)
         if self._state is None:
             self._state = RunState()
         self._state.absorb(res)

@@ -528,19 +528,26 @@ def test_record_over_the_limit_names_the_setting() -> None:
 
 def test_vpc_endpoint_network_activity_is_not_a_second_use_of_the_key() -> None:
     """A KMS call logged as the API call and again as a network activity event at the VPC
-    endpoint (eventType AwsVpceEvent) is one event; the other is skipped with its reason."""
+    endpoint (eventType AwsVpceEvent): one use of the key, and one network activity event
+    that names the key but is not a use of it (no key uid, its own operation)."""
     call = dict(ct_records()[-1])
     vpce = {k: call[k] for k in ("eventVersion", "userIdentity", "eventTime", "eventSource",
                                  "eventName", "awsRegion", "sourceIPAddress", "requestID",
-                                 "recipientAccountId") if k in call}
+                                 "recipientAccountId", "requestParameters", "resources")
+            if k in call}
     vpce.update({"eventID": "vpce-1", "eventType": "AwsVpceEvent", "errorCode":
                  "VpceAccessDenied", "sharedEventID": "s-1", "vpcEndpointId": "vpce-0a1",
                  "vpcEndpointAccountId": "111122223333", "eventCategory": "NetworkActivity"})
     for mode in MODES:
         got = parse(orjson.dumps({"Records": [call, vpce]}), mode)
-        assert len(got.events) == 1 and got.events[0].event_id == parse(
+        uses = [e for e in got.events if e.key_uid is not None]
+        assert len(uses) == 1 and uses[0].event_id == parse(
             nd([call]), ("python", None)).ids[0], mode
-        assert got.skipped == Counter({"network_activity_event": 1}), mode
+        net = [e for e in got.events if e.operation == "network_activity"]
+        assert len(net) == 1 and net[0].key_uid is None, mode
+        assert net[0].extra["aws.cloudtrail.network_key"] == uses[0].key_uid, mode
+        assert net[0].outcome == "failure" and net[0].category == ["network"], mode
+        assert not got.skipped, mode
 
 
 def test_a_lost_record_breaks_the_accounting(tmp_path: Path,

@@ -1210,9 +1210,10 @@ fn build(
     if r.insight_details.0 || ne(&r.event_type) == Some("AwsCloudTrailInsight") {
         return skipped(py, intern!(py, "insight_event"), path, offset);
     }
-    // VPC endpoint network activity: the same call seen at the endpoint (cloudtrail.py).
+    // VPC endpoint network activity: its own event kind, built by Python
+    // (CloudTrailParser._network_activity).
     if ne(&r.event_type) == Some("AwsVpceEvent") {
-        return skipped(py, intern!(py, "network_activity_event"), path, offset);
+        return Err(Fallback);
     }
     let source = ne(&r.event_source).ok_or(Fallback)?;
     if source == "cloudtrail.amazonaws.com"
