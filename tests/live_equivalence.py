@@ -61,7 +61,8 @@ def store_view(out: Path, ignore_paths: bool = False) -> dict[str, Any]:
     """Everything a reader of the local store sees, in a comparable form."""
     summary = json.loads((out / "run_summary.json").read_text())
     scrub = _scrub if ignore_paths else (lambda x: x)
-    quarantine = _lines(out / "quarantine.ndjson", "path" if ignore_paths else None)
+    # Quarantined records name their file as `log.file.path` (Quarantined.to_dict).
+    quarantine = _lines(out / "quarantine.ndjson", "log.file.path" if ignore_paths else None)
     return {
         "events": _events(out, ignore_paths),
         "inventory": sorted(json.dumps(scrub(r), sort_keys=True)
